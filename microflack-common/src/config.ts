@@ -1,0 +1,80 @@
+// The platform's environment, parsed and validated once at start; nothing else reads process.env.
+import os from 'node:os';
+import path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import dotenv from 'dotenv';
+import { z } from 'zod';
+
+// The original's development default; accepted only outside production.
+export const DEV_JWT_SECRET_KEY = 'top-secret!';
+
+const hostPort = /^[A-Za-z0-9.-]+:\d{1,5}$/;
+
+const BaseEnv = z.object({
+  NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
+  LB: z.url({ protocol: /^https?$/ }).default('http://127.0.0.1:8080'),
+  ETCD: z
+    .string()
+    .default('http://127.0.0.1:2379')
+    .transform((s) => s.split(',').map((u) => u.trim()))
+    .pipe(z.array(z.url({ protocol: /^https?$/ })).min(1)),
+  REDIS: z.string().regex(hostPort, 'must be host:port').optional(),
+  DATABASE_URL: z.string().min(1).optional(),
+  JWT_SECRET_KEY: z.string().min(1).default(DEV_JWT_SECRET_KEY),
+  SECRET_KEY: z.string().min(1).optional(),
+  SERVICE_NAME: z.string().regex(/^[a-z][a-z0-9-]{0,31}$/, 'must be lower-case letters, digits, -').optional(),
+  SERVICE_URL: z.string().regex(hostPort, 'must be host:port').optional(),
+  LB_ALGORITHM: z.enum(['roundrobin', 'leastconn', 'source', 'first']).default('roundrobin'),
+  LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'silent']).default('info'),
+  MICROFLACK_HOME: z.string().default(path.join(os.homedir(), '.microflack')),
+  HOST: z.string().default('127.0.0.1'),
+  PORT: z.coerce.number().int().min(0).max(65535).default(0),
+  INSTANCE_NAME: z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/).optional(),
+  // How long a stopping instance keeps answering after deregistering, so the LB reconfigures first.
+  SHUTDOWN_GRACE_MS: z.coerce.number().int().min(0).max(60000).default(2000),
+});
+
+export type BaseConfig = Omit<z.infer<typeof BaseEnv>, 'INSTANCE_NAME'> & { INSTANCE_NAME: string };
+export type Env = Record<string, string | undefined>;
+
+/** Reads `.env` in development (never overriding the real environment), then validates. */
+export function loadConfig<S extends z.ZodRawShape = Record<never, never>>(
+  extra?: S,
+  env: Env = process.env,
+): BaseConfig & z.infer<z.ZodObject<S>> {
+  if (env === process.env && env.NODE_ENV !== 'production') dotenv.config({ quiet: true });
+  return parseConfig(extra ?? ({} as S), env);
+}
+
+export function parseConfig<S extends z.ZodRawShape>(
+  extra: S,
+  env: Env,
+): BaseConfig & z.infer<z.ZodObject<S>> {
+  // Empty strings mean "unset", as in the shell scripts that export them.
+  const cleaned = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== ''));
+  const schema = BaseEnv.extend(extra);
+  const parsed = schema.safeParse(cleaned);
+  const problems: string[] = [];
+  const data = parsed.data as (BaseConfig & z.infer<z.ZodObject<S>>) | undefined;
+  if (!parsed.success) {
+    for (const issue of parsed.error.issues) {
+      problems.push(`${issue.path.join('.')}: ${issue.message}`);
+    }
+  } else if (data?.NODE_ENV === 'production') {
+    const key = data.JWT_SECRET_KEY;
+    if (key === DEV_JWT_SECRET_KEY || key.length < 32) {
+      problems.push('JWT_SECRET_KEY: must be set to a secret of at least 32 characters in production');
+    }
+  }
+  // Stop here: a half-configured instance would register and take traffic.
+  if (problems.length > 0 || !data) throw new ConfigError(problems);
+  data.INSTANCE_NAME ??= `${os.hostname()}-${process.pid}-${randomBytes(2).toString('hex')}`;
+  return data;
+}
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+  constructor(readonly problems: string[]) {
+    super(`bad environment:\n  ${problems.join('\n  ')}`);
+  }
+}

@@ -1,0 +1,105 @@
+// A knex instance from DATABASE_URL (MariaDB via mysql2, or an embedded SQLite file), migrated at start.
+import fs from 'node:fs';
+import path from 'node:path';
+import knexFactory, { type Knex } from 'knex';
+import { logger } from './log.js';
+
+const log = logger.child({ module: 'db' });
+
+export type { Knex };
+
+export interface Migration {
+  name: string;
+  up(db: Knex): Promise<void>;
+  down?(db: Knex): Promise<void>;
+}
+
+export function isMysql(db: Knex): boolean {
+  return db.client.config.client === 'mysql2';
+}
+
+export function knexConfig(databaseUrl: string | undefined, home: string, service: string): Knex.Config {
+  if (databaseUrl && /^mysql:\/\//.test(databaseUrl)) {
+    return {
+      client: 'mysql2',
+      connection: {
+        uri: databaseUrl,
+        connectTimeout: 3000,
+        supportBigNumbers: true,
+        charset: 'utf8mb4',
+      } as Knex.MySql2ConnectionConfig,
+      // Small pool: two cores here; a request that cannot get a connection soon fails with 503.
+      pool: { min: 0, max: 8, idleTimeoutMillis: 30000 },
+      acquireConnectionTimeout: 3000,
+    };
+  }
+  const file = databaseUrl
+    ? databaseUrl.replace(/^sqlite:(\/\/)?/, '')
+    : path.join(home, 'data', `${service}.sqlite`);
+  if (file !== ':memory:') fs.mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
+  return {
+    client: 'better-sqlite3',
+    connection: { filename: file },
+    useNullAsDefault: true,
+    pool: {
+      afterCreate: (conn: { pragma(s: string): void }, done: (err: Error | null) => void) => {
+        conn.pragma('journal_mode = WAL');
+        conn.pragma('busy_timeout = 3000');
+        done(null);
+      },
+    },
+  };
+}
+
+/** Opens the database and runs the service's migrations; safe when several instances start at once. */
+export async function openDb(
+  opts: { databaseUrl?: string; home: string; service: string },
+  migrations: Migration[],
+): Promise<Knex> {
+  const db = knexFactory(knexConfig(opts.databaseUrl, opts.home, opts.service));
+  await migrate(db, migrations);
+  return db;
+}
+
+export async function migrate(db: Knex, migrations: Migration[]): Promise<void> {
+  const source: Knex.MigrationSource<Migration> = {
+    getMigrations: async () => migrations,
+    getMigrationName: (m) => m.name,
+    getMigration: async (m) => ({ up: m.up, down: m.down ?? (async () => undefined) }),
+  };
+  if (!isMysql(db)) {
+    await db.migrate.latest({ migrationSource: source });
+    return;
+  }
+  // knex's own lock row races when instances create its tables at once; a MariaDB named lock,
+  // held on one connection for the whole run, serialises the instances instead.
+  const conn = await db.client.acquireConnection();
+  try {
+    const name = `microflack_migrate_${db.client.database()}`;
+    const [rows] = await db.raw('SELECT GET_LOCK(?, 60) AS got', [name]).connection(conn);
+    if (Number(rows[0]?.got) !== 1) throw new Error('timed out waiting for another instance to migrate');
+    try {
+      await db.migrate.latest({ migrationSource: source });
+    } finally {
+      await db.raw('SELECT RELEASE_LOCK(?)', [name]).connection(conn);
+    }
+  } finally {
+    await db.client.releaseConnection(conn);
+  }
+  log.debug('migrations applied');
+}
+
+/** Whether an error means the database could not be reached (answer 503, not 500). */
+export function isDbUnavailable(err: unknown): boolean {
+  const e = err as { code?: string; name?: string; message?: string; fatal?: boolean };
+  if (e?.name === 'KnexTimeoutError') return true;
+  return [
+    'ECONNREFUSED',
+    'ECONNRESET',
+    'ETIMEDOUT',
+    'PROTOCOL_CONNECTION_LOST',
+    'ER_SERVER_SHUTDOWN',
+    'ER_CON_COUNT_ERROR',
+    'SQLITE_BUSY',
+  ].includes(e?.code ?? '') || e?.fatal === true;
+}

@@ -1,0 +1,69 @@
+// `updated_model` events to every browser, published to Redis with the Socket.IO emitter.
+import { Emitter } from '@socket.io/redis-emitter';
+import { Redis } from 'ioredis';
+import { logger } from './log.js';
+import { eventFailures } from './metrics.js';
+
+const log = logger.child({ module: 'events' });
+
+export type ModelClass = 'User' | 'Message';
+
+export interface Events {
+  emitUpdatedModel(cls: ModelClass, model: object): void;
+  ping(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export function parseHostPort(hostPort: string): { host: string; port: number } {
+  const i = hostPort.lastIndexOf(':');
+  return { host: hostPort.slice(0, i), port: Number(hostPort.slice(i + 1)) };
+}
+
+export function createRedis(hostPort: string): Redis {
+  const redis = new Redis({
+    ...parseHostPort(hostPort),
+    connectTimeout: 3000,
+    // Commands wait while Redis is briefly away (so events sent then still go out), but not forever.
+    maxRetriesPerRequest: 20,
+    retryStrategy: (times) => Math.min(times * 100, 2000),
+  });
+  let down = false;
+  redis.on('error', (err) => {
+    if (!down) log.warn({ err: err.message }, 'redis unreachable');
+    down = true;
+  });
+  redis.on('ready', () => {
+    if (down) log.info('redis back');
+    down = false;
+  });
+  return redis;
+}
+
+export function createEvents(redisHostPort: string | undefined): Events {
+  if (!redisHostPort) {
+    log.info('REDIS not set: updated_model events are not sent');
+    return { emitUpdatedModel() {}, ping: async () => {}, close: async () => {} };
+  }
+  const redis = createRedis(redisHostPort);
+  // The emitter publishes fire-and-forget; this wrapper is where failures are seen and counted.
+  const publisher = {
+    publish(channel: string, message: string | Buffer) {
+      return redis.publish(channel, message).catch((err: Error) => {
+        eventFailures.inc();
+        log.warn({ err: err.message }, 'updated_model not published');
+      });
+    },
+  };
+  const emitter = new Emitter(publisher);
+  return {
+    emitUpdatedModel(cls, model) {
+      emitter.emit('updated_model', { class: cls, model });
+    },
+    async ping() {
+      await redis.ping();
+    },
+    async close() {
+      await redis.quit().catch(() => redis.disconnect());
+    },
+  };
+}

@@ -1,0 +1,53 @@
+// What a service's main.ts needs from the platform, built from config in one call.
+import type { BaseConfig } from './config.js';
+import { createAuth, type Auth } from './auth.js';
+import { createEtcd, type Etcd3 } from './etcd.js';
+import { createEvents, type Events } from './events.js';
+import { createLbClient, type LbClient } from './lb-client.js';
+import { createRevocationList } from './revocation.js';
+import type { HealthCheck } from './service.js';
+
+export interface Platform {
+  etcd: Etcd3;
+  auth: Auth;
+  events: Events;
+  lb: LbClient;
+  /** etcd and Redis checks for /healthz: reported, but not critical (REST works without them). */
+  health: Record<string, HealthCheck>;
+  close(): Promise<void>;
+}
+
+export async function connectPlatform(config: BaseConfig): Promise<Platform> {
+  const etcd = createEtcd(config.ETCD);
+  const revocations = createRevocationList(etcd);
+  await startRevocations(revocations);
+  const events = createEvents(config.REDIS);
+  const health: Record<string, HealthCheck> = {
+    etcd: { critical: false, check: () => etcd.maintenance.status() },
+  };
+  if (config.REDIS) health.redis = { critical: false, check: () => events.ping() };
+  return {
+    etcd,
+    auth: createAuth(config.JWT_SECRET_KEY, revocations),
+    events,
+    lb: createLbClient(config.LB),
+    health,
+    async close() {
+      await revocations.stop();
+      await events.close();
+    },
+  };
+}
+
+// Without the revoked set a revoked token would pass, so start waits for etcd.
+async function startRevocations(revocations: ReturnType<typeof createRevocationList>): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await revocations.start();
+      return;
+    } catch (err) {
+      if (attempt >= 60) throw err;
+      await new Promise((r) => setTimeout(r, Math.min(2000, 100 * attempt)));
+    }
+  }
+}

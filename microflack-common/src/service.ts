@@ -1,0 +1,200 @@
+// Service bootstrap: the express app every service is built on, and the process that runs it.
+import type { Server } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
+import express, { type ErrorRequestHandler, type Express, type RequestHandler } from 'express';
+import type { Etcd3 } from 'etcd3';
+import type { BaseConfig } from './config.js';
+import { errorHandler, HttpError, notFound } from './errors.js';
+import { isDbUnavailable } from './db.js';
+import { logger, setLogIdentity } from './log.js';
+import { metricsHandler, observeRequest, routeOf } from './metrics.js';
+import { register, type RegisteredInstance } from './registry.js';
+
+const log = logger.child({ module: 'service' });
+
+export const JSON_BODY_LIMIT = '64kb';
+const HEALTH_CHECK_TIMEOUT_MS = 1000;
+const DRAIN_TIMEOUT_MS = 10000;
+
+/** A reachability check; critical ones make /healthz answer 503 (HAProxy then stops routing here). */
+export interface HealthCheck {
+  check(): Promise<unknown>;
+  critical: boolean;
+}
+
+export interface ServiceAppOptions {
+  health?: Record<string, HealthCheck>;
+}
+
+/** Per-app state the process shares with its app: draining flips /healthz to 503. */
+export interface ServiceState {
+  draining: boolean;
+  inFlight: number;
+}
+
+const states = new WeakMap<Express, ServiceState>();
+
+function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
+  return Promise.race([
+    p,
+    new Promise<T>((_, reject) => setTimeout(() => reject(new Error(`timed out after ${ms} ms`)), ms).unref()),
+  ]);
+}
+
+const requestLog = logger.child({ module: 'http' });
+
+/** Builds an app with the shared middleware; `mount` adds the service's routes. */
+export function createServiceApp(opts: ServiceAppOptions, mount: (app: Express) => void): Express {
+  const app = express();
+  const state: ServiceState = { draining: false, inFlight: 0 };
+  states.set(app, state);
+  app.disable('x-powered-by');
+  app.set('trust proxy', 'loopback');
+  app.set('etag', false);
+
+  const observe: RequestHandler = (req, res, next) => {
+    const started = process.hrtime.bigint();
+    state.inFlight++;
+    // While draining, ask clients (HAProxy) not to reuse this connection.
+    if (state.draining) res.set('Connection', 'close');
+    res.on('close', () => {
+      state.inFlight--;
+      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+      const route = routeOf(req);
+      if (route !== '/healthz' && route !== '/metrics') {
+        observeRequest(req.method, route, res.statusCode, seconds);
+        requestLog.info(
+          { method: req.method, path: req.path, route, status: res.statusCode, ms: Math.round(seconds * 1e4) / 10 },
+          'request',
+        );
+      }
+    });
+    next();
+  };
+  app.use(observe);
+
+  app.get('/healthz', async (_req, res) => {
+    const results: Record<string, string> = {};
+    let ready = !state.draining;
+    await Promise.all(
+      Object.entries(opts.health ?? {}).map(async ([name, hc]) => {
+        try {
+          await withTimeout(hc.check(), HEALTH_CHECK_TIMEOUT_MS);
+          results[name] = 'ok';
+        } catch (err) {
+          results[name] = `unreachable: ${(err as Error).message}`.slice(0, 200);
+          if (hc.critical) ready = false;
+        }
+      }),
+    );
+    res.set('Cache-Control', 'no-store');
+    res.status(ready ? 200 : 503).json({
+      status: state.draining ? 'draining' : ready ? 'ok' : 'unavailable',
+      checks: results,
+    });
+  });
+  app.get('/metrics', metricsHandler);
+
+  app.use(express.json({ limit: JSON_BODY_LIMIT }));
+  mount(app);
+  app.use(notFound, dbUnavailableHandler, errorHandler);
+  return app;
+}
+
+// A database that is down or restarting is a brief outage: fail fast with 503 rather than 500.
+const dbUnavailableHandler: ErrorRequestHandler = (err, _req, _res, next) => {
+  next(isDbUnavailable(err) ? new HttpError(503, 'service temporarily unavailable', { 'Retry-After': '1' }) : err);
+};
+
+export interface RunServiceOptions {
+  name: string;
+  config: BaseConfig;
+  app: Express;
+  etcd: Etcd3;
+  /** URL prefix registered as `/services/<name>/location`. */
+  location: string;
+  backend?: Record<string, string>;
+  /** Closed in order after the last request has been answered. */
+  close?: Array<() => Promise<unknown> | void>;
+  /** Called once the HTTP server exists (socket.io attaches here). */
+  onServer?: (server: Server) => void;
+}
+
+export interface RunningService {
+  server: Server;
+  address: string;
+  registration: RegisteredInstance;
+  shutdown(reason: string): Promise<void>;
+}
+
+/** Listens, registers, and on SIGTERM/SIGINT: deregisters, drains, closes, exits. */
+export async function runService(opts: RunServiceOptions): Promise<RunningService> {
+  const { config, app, name } = opts;
+  setLogIdentity(name, config.INSTANCE_NAME, config.LOG_LEVEL);
+  const state = states.get(app) ?? { draining: false, inFlight: 0 };
+  const server = app.listen(config.PORT, config.HOST);
+  await new Promise<void>((resolve, reject) => {
+    server.once('listening', resolve);
+    server.once('error', reject);
+  });
+  server.keepAliveTimeout = 65000; // longer than HAProxy's idle timeout, so HAProxy closes first
+  server.headersTimeout = 66000;
+  server.requestTimeout = 30000;
+  opts.onServer?.(server);
+  const port = (server.address() as AddressInfo).port;
+  const address = config.SERVICE_URL ?? `${config.HOST === '0.0.0.0' ? '127.0.0.1' : config.HOST}:${port}`;
+  const sockets = new Set<Socket>();
+  server.on('connection', (s) => {
+    sockets.add(s);
+    s.on('close', () => sockets.delete(s));
+  });
+
+  const registration = register(opts.etcd, {
+    service: name,
+    instance: config.INSTANCE_NAME,
+    address,
+    location: opts.location,
+    backend: { balance: config.LB_ALGORITHM, ...opts.backend },
+  });
+  log.info({ address, location: opts.location }, 'listening');
+
+  let stopping: Promise<void> | undefined;
+  async function shutdown(reason: string): Promise<void> {
+    stopping ??= (async () => {
+      log.info({ reason }, 'shutting down');
+      state.draining = true;
+      await registration.deregister();
+      // Keep answering while the LB reloads without this instance.
+      await new Promise((r) => setTimeout(r, config.SHUTDOWN_GRACE_MS));
+      const closed = new Promise<void>((r) => server.close(() => r()));
+      server.closeIdleConnections();
+      const deadline = Date.now() + DRAIN_TIMEOUT_MS;
+      while (state.inFlight > 0 && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 50));
+        server.closeIdleConnections();
+      }
+      server.closeAllConnections();
+      for (const s of sockets) s.destroy();
+      await withTimeout(closed, 2000).catch(() => undefined);
+      for (const close of opts.close ?? []) {
+        await withTimeout(Promise.resolve(close()), 3000).catch((err) => log.warn({ err }, 'close failed'));
+      }
+      opts.etcd.close();
+      log.info('stopped');
+    })();
+    return stopping;
+  }
+
+  for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+    process.once(signal, () => {
+      shutdown(signal).then(
+        () => process.exit(0),
+        (err) => {
+          log.error({ err }, 'shutdown failed');
+          process.exit(1);
+        },
+      );
+    });
+  }
+  return { server, address, registration, shutdown };
+}

@@ -1,0 +1,42 @@
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import { describe, it } from 'node:test';
+import { isMysql, openDb, type Migration } from '../src/db.js';
+import { createTestDatabase, tempDir } from '../src/testing/index.js';
+
+const migrations: Migration[] = [
+  {
+    name: '001-create-things',
+    up: (db) => db.schema.createTable('things', (t) => {
+      t.increments('id');
+      t.string('name', 32).notNullable().unique();
+    }),
+  },
+];
+
+describe('openDb', () => {
+  it('uses MariaDB for a mysql:// URL, and migrations are safe when 4 instances start at once', async () => {
+    const url = await createTestDatabase('dbtest');
+    const dbs = await Promise.all(
+      [1, 2, 3, 4].map(() => openDb({ databaseUrl: url, home: tempDir('h'), service: 'things' }, migrations)),
+    );
+    assert.ok(isMysql(dbs[0]!));
+    await dbs[0]!('things').insert({ name: 'a' });
+    assert.deepEqual(await dbs[3]!('things').select('name'), [{ name: 'a' }]);
+    const applied = await dbs[1]!('knex_migrations').count({ n: '*' });
+    assert.equal(Number(applied[0]?.n), 1);
+    await Promise.all(dbs.map((d) => d.destroy()));
+  });
+
+  it('defaults to an embedded SQLite file under MICROFLACK_HOME/data', async () => {
+    const home = tempDir('h');
+    const db = await openDb({ home, service: 'things' }, migrations);
+    assert.ok(!isMysql(db));
+    await db('things').insert({ name: 'b' });
+    assert.equal(db.client.config.connection.filename, path.join(home, 'data', 'things.sqlite'));
+    await db.destroy();
+    const again = await openDb({ home, service: 'things' }, migrations);
+    assert.deepEqual(await again('things').select('name'), [{ name: 'b' }]);
+    await again.destroy();
+  });
+});

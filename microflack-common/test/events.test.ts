@@ -1,0 +1,83 @@
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { after, before, describe, it } from 'node:test';
+import { createAdapter } from '@socket.io/redis-adapter';
+import { Redis } from 'ioredis';
+import { Server } from 'socket.io';
+import { io as connect, type Socket } from 'socket.io-client';
+import { createEvents, parseHostPort } from '../src/events.js';
+import { registry } from '../src/metrics.js';
+import { sharedBackends, startRedis } from '../src/testing/index.js';
+
+async function socketServer(redisHostPort: string) {
+  const pub = new Redis(parseHostPort(redisHostPort));
+  const sub = pub.duplicate();
+  const httpServer = http.createServer();
+  const io = new Server(httpServer, { adapter: createAdapter(pub, sub) });
+  await new Promise<void>((r) => httpServer.listen(0, '127.0.0.1', r));
+  const url = `http://127.0.0.1:${(httpServer.address() as AddressInfo).port}`;
+  return {
+    url,
+    async close() {
+      io.close();
+      pub.disconnect();
+      sub.disconnect();
+    },
+  };
+}
+
+function nextEvent(socket: Socket, name: string, timeoutMs = 3000): Promise<unknown> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no ${name} in ${timeoutMs} ms`)), timeoutMs);
+    socket.once(name, (data: unknown) => {
+      clearTimeout(timer);
+      resolve(data);
+    });
+  });
+}
+
+describe('events', () => {
+  let redis: string;
+  before(async () => {
+    redis = (await sharedBackends()).redis;
+  });
+
+  it('emitUpdatedModel reaches a client connected to a Socket.IO server with the Redis adapter', async () => {
+    const srv = await socketServer(redis);
+    const client = connect(srv.url, { transports: ['websocket'] });
+    await nextEvent(client, 'connect');
+    const events = createEvents(redis);
+    const received = nextEvent(client, 'updated_model');
+    events.emitUpdatedModel('Message', { id: 1, source: 'hi' });
+    assert.deepEqual(await received, { class: 'Message', model: { id: 1, source: 'hi' } });
+    client.close();
+    await events.close();
+    await srv.close();
+  });
+
+  it('is a no-op without REDIS', async () => {
+    const events = createEvents(undefined);
+    events.emitUpdatedModel('User', { id: 1 });
+    await events.close();
+  });
+
+  it('with Redis down, the call returns at once and the failure is counted in metrics', async () => {
+    const own = await startRedis();
+    const events = createEvents(own.hostPort);
+    await events.ping();
+    await own.stop();
+    const before = (await registry.getSingleMetric('events_emit_failures_total')?.get())?.values[0]?.value ?? 0;
+    const t0 = Date.now();
+    events.emitUpdatedModel('User', { id: 2 });
+    assert.ok(Date.now() - t0 < 50, 'emit does not block');
+    const deadline = Date.now() + 30000;
+    let after = before;
+    while (after === before && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 200));
+      after = (await registry.getSingleMetric('events_emit_failures_total')?.get())?.values[0]?.value ?? 0;
+    }
+    assert.equal(after, before + 1);
+    await events.close();
+  });
+});

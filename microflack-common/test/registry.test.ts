@@ -1,0 +1,70 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { createEtcd, type Etcd3 } from '../src/etcd.js';
+import { LEASE_TTL_SECONDS, register, upstreamKey } from '../src/registry.js';
+import { sharedBackends, waitFor } from '../src/testing/index.js';
+import { spawnFixture } from './fixtures/spawn.js';
+
+describe('registry', () => {
+  let etcdUrl: string;
+  let etcd: Etcd3;
+  before(async () => {
+    etcdUrl = (await sharedBackends()).etcd;
+    etcd = createEtcd([etcdUrl]);
+  });
+  after(() => etcd.close());
+
+  it('writes location, backend options and the upstream key, and removes the upstream on deregister', async () => {
+    const svc = `reg-${Date.now()}`;
+    const reg = register(etcd, {
+      service: svc,
+      instance: 'i1',
+      address: '127.0.0.1:1234',
+      location: '/api/x',
+      backend: { balance: 'source' },
+    });
+    await reg.ready;
+    assert.equal(await etcd.get(`/services/${svc}/location`).string(), '/api/x');
+    assert.equal(await etcd.get(`/services/${svc}/backend/balance`).string(), 'source');
+    assert.equal(await etcd.get(upstreamKey(svc, 'i1')).string(), '127.0.0.1:1234');
+    await reg.deregister();
+    assert.equal(await etcd.get(upstreamKey(svc, 'i1')).string(), null);
+    assert.equal(await etcd.get(`/services/${svc}/location`).string(), '/api/x');
+  });
+
+  it('registers again when the lease is revoked behind its back', async () => {
+    const svc = `relost-${Date.now()}`;
+    const reg = register(etcd, { service: svc, instance: 'i1', address: '127.0.0.1:1' });
+    await reg.ready;
+    const key = upstreamKey(svc, 'i1');
+    const lease = (await etcd.get(key).exec()).kvs[0]?.lease;
+    assert.ok(lease);
+    await etcd.leaseClient.leaseRevoke({ ID: lease });
+    assert.equal(await etcd.get(key).string(), null);
+    await waitFor('re-registration', async () => (await etcd.get(key).string()) === '127.0.0.1:1', 15000);
+    await reg.deregister();
+  });
+
+  it('an instance process: upstream appears, and disappears on SIGTERM', async () => {
+    const fx = await spawnFixture(etcdUrl, `term-${Date.now()}`);
+    const key = (await etcd.getAll().prefix('/services/').keys()).find((k) => k.endsWith(`/upstream/${fx.instance}`));
+    assert.ok(key, 'upstream key registered');
+    assert.equal(await etcd.get(key).string(), fx.address);
+    fx.proc.signal('SIGTERM');
+    await waitFor('upstream removed', async () => (await etcd.get(key).string()) === null, 5000);
+    await waitFor('process exit', () => !fx.proc.running, 10000);
+  });
+
+  it('an instance process killed with -9: upstream disappears once the lease expires', async () => {
+    const fx = await spawnFixture(etcdUrl, `kill-${Date.now()}`);
+    const key = (await etcd.getAll().prefix('/services/').keys()).find((k) => k.endsWith(`/upstream/${fx.instance}`));
+    assert.ok(key);
+    const killedAt = Date.now();
+    fx.proc.signal('SIGKILL');
+    await new Promise((r) => setTimeout(r, 1000));
+    assert.equal(await etcd.get(key).string(), fx.address, 'still there right after the kill');
+    await waitFor('lease expiry', async () => (await etcd.get(key).string()) === null, (LEASE_TTL_SECONDS + 5) * 1000, 200);
+    const gone = Date.now() - killedAt;
+    assert.ok(gone <= (LEASE_TTL_SECONDS + 5) * 1000, `gone after ${gone} ms`);
+  });
+});

@@ -1,0 +1,56 @@
+#!/usr/bin/env node
+// Runs every package's tests with node's test runner, against one private etcd, Redis and MariaDB
+// started here for the whole run (test files needing their own, to stop or break them, start their own).
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { startEtcd, startMariadb, startRedis } from '@microflack/common/testing';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const filters = process.argv.slice(2);
+
+function testFiles() {
+  const files = [];
+  for (const pkg of fs.readdirSync(root).filter((d) => d.startsWith('microflack-')).sort()) {
+    for (const sub of ['test', 'lb/test', 'bench/test']) {
+      const dir = path.join(root, pkg, sub);
+      if (!fs.existsSync(dir)) continue;
+      for (const f of fs.readdirSync(dir).sort()) {
+        if (f.endsWith('.test.ts')) files.push(path.join(dir, f));
+      }
+    }
+  }
+  return files.filter((f) => filters.length === 0 || filters.some((x) => f.includes(x)));
+}
+
+const files = testFiles();
+if (files.length === 0) {
+  console.error(`no test files match ${filters.join(' ')}`);
+  process.exit(1);
+}
+const started = Date.now();
+console.log(`starting private etcd, Redis and MariaDB for ${files.length} test files...`);
+const [etcd, redis, mariadb] = await Promise.all([startEtcd(), startRedis(), startMariadb()]);
+console.log(`  etcd ${etcd.url}  redis ${redis.hostPort}  mariadb ${mariadb.rootUrl}  (${Date.now() - started} ms)`);
+
+const concurrency = process.env.MF_TEST_CONCURRENCY ?? '3';
+const child = spawn(
+  process.execPath,
+  ['--import', 'tsx', '--test', `--test-concurrency=${concurrency}`, '--test-reporter=spec', ...files],
+  {
+    stdio: 'inherit',
+    cwd: root,
+    env: {
+      ...process.env,
+      MF_TEST_ETCD: etcd.url,
+      MF_TEST_REDIS: redis.hostPort,
+      MF_TEST_MARIADB: mariadb.rootUrl,
+    },
+  },
+);
+const code = await new Promise((resolve) => child.on('exit', (c, sig) => resolve(c ?? (sig ? 1 : 0))));
+await Promise.all([etcd.stop(), redis.stop(), mariadb.stop()]);
+for (const s of [etcd, redis, mariadb]) fs.rmSync(s.dir, { recursive: true, force: true });
+console.log(`tests ${code === 0 ? 'passed' : 'FAILED'} in ${Math.round((Date.now() - started) / 1000)} s`);
+process.exit(code);
