@@ -12,7 +12,10 @@ const filters = process.argv.slice(2);
 
 function testFiles() {
   const files = [];
-  for (const pkg of fs.readdirSync(root).filter((d) => d.startsWith('microflack-')).sort()) {
+  for (const pkg of fs
+    .readdirSync(root)
+    .filter((d) => d.startsWith('microflack-'))
+    .sort()) {
     for (const sub of ['test', 'lb/test', 'bench/test']) {
       const dir = path.join(root, pkg, sub);
       if (!fs.existsSync(dir)) continue;
@@ -32,12 +35,21 @@ if (files.length === 0) {
 const started = Date.now();
 console.log(`starting private etcd, Redis and MariaDB for ${files.length} test files...`);
 const [etcd, redis, mariadb] = await Promise.all([startEtcd(), startRedis(), startMariadb()]);
-console.log(`  etcd ${etcd.url}  redis ${redis.hostPort}  mariadb ${mariadb.rootUrl}  (${Date.now() - started} ms)`);
+console.log(
+  `  etcd ${etcd.url}  redis ${redis.hostPort}  mariadb ${mariadb.rootUrl}  (${Date.now() - started} ms)`,
+);
 
 const concurrency = process.env.MF_TEST_CONCURRENCY ?? '3';
 const child = spawn(
   process.execPath,
-  ['--import', 'tsx', '--test', `--test-concurrency=${concurrency}`, '--test-reporter=spec', ...files],
+  [
+    '--import',
+    'tsx',
+    '--test',
+    `--test-concurrency=${concurrency}`,
+    '--test-reporter=spec',
+    ...files,
+  ],
   {
     stdio: 'inherit',
     cwd: root,
@@ -49,8 +61,12 @@ const child = spawn(
     },
   },
 );
-const code = await new Promise((resolve) => child.on('exit', (c, sig) => resolve(c ?? (sig ? 1 : 0))));
+const code = await new Promise((resolve) =>
+  child.on('exit', (c, sig) => resolve(c ?? (sig ? 1 : 0))),
+);
 await Promise.all([etcd.stop(), redis.stop(), mariadb.stop()]);
 for (const s of [etcd, redis, mariadb]) fs.rmSync(s.dir, { recursive: true, force: true });
-console.log(`tests ${code === 0 ? 'passed' : 'FAILED'} in ${Math.round((Date.now() - started) / 1000)} s`);
+console.log(
+  `tests ${code === 0 ? 'passed' : 'FAILED'} in ${Math.round((Date.now() - started) / 1000)} s`,
+);
 process.exit(code);

@@ -22,14 +22,20 @@ const BaseEnv = z.object({
   DATABASE_URL: z.string().min(1).optional(),
   JWT_SECRET_KEY: z.string().min(1).default(DEV_JWT_SECRET_KEY),
   SECRET_KEY: z.string().min(1).optional(),
-  SERVICE_NAME: z.string().regex(/^[a-z][a-z0-9-]{0,31}$/, 'must be lower-case letters, digits, -').optional(),
+  SERVICE_NAME: z
+    .string()
+    .regex(/^[a-z][a-z0-9-]{0,31}$/, 'must be lower-case letters, digits, -')
+    .optional(),
   SERVICE_URL: z.string().regex(hostPort, 'must be host:port').optional(),
   LB_ALGORITHM: z.enum(['roundrobin', 'leastconn', 'source', 'first']).default('roundrobin'),
   LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'silent']).default('info'),
   MICROFLACK_HOME: z.string().default(path.join(os.homedir(), '.microflack')),
   HOST: z.string().default('127.0.0.1'),
   PORT: z.coerce.number().int().min(0).max(65535).default(0),
-  INSTANCE_NAME: z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/).optional(),
+  INSTANCE_NAME: z
+    .string()
+    .regex(/^[A-Za-z0-9_.-]{1,64}$/)
+    .optional(),
   // How long a stopping instance keeps answering after deregistering, so the LB reconfigures first.
   SHUTDOWN_GRACE_MS: z.coerce.number().int().min(0).max(60000).default(2000),
 });
@@ -63,7 +69,9 @@ export function parseConfig<S extends z.ZodRawShape>(
   } else if (data?.NODE_ENV === 'production') {
     const key = data.JWT_SECRET_KEY;
     if (key === DEV_JWT_SECRET_KEY || key.length < 32) {
-      problems.push('JWT_SECRET_KEY: must be set to a secret of at least 32 characters in production');
+      problems.push(
+        'JWT_SECRET_KEY: must be set to a secret of at least 32 characters in production',
+      );
     }
   }
   // Stop here: a half-configured instance would register and take traffic.

@@ -18,7 +18,11 @@ export function isMysql(db: Knex): boolean {
   return db.client.config.client === 'mysql2';
 }
 
-export function knexConfig(databaseUrl: string | undefined, home: string, service: string): Knex.Config {
+export function knexConfig(
+  databaseUrl: string | undefined,
+  home: string,
+  service: string,
+): Knex.Config {
   if (databaseUrl && /^mysql:\/\//.test(databaseUrl)) {
     return {
       client: 'mysql2',
@@ -77,7 +81,8 @@ export async function migrate(db: Knex, migrations: Migration[]): Promise<void> 
   try {
     const name = `microflack_migrate_${db.client.database()}`;
     const [rows] = await db.raw('SELECT GET_LOCK(?, 60) AS got', [name]).connection(conn);
-    if (Number(rows[0]?.got) !== 1) throw new Error('timed out waiting for another instance to migrate');
+    if (Number(rows[0]?.got) !== 1)
+      throw new Error('timed out waiting for another instance to migrate');
     try {
       await db.migrate.latest({ migrationSource: source });
     } finally {
@@ -93,13 +98,15 @@ export async function migrate(db: Knex, migrations: Migration[]): Promise<void> 
 export function isDbUnavailable(err: unknown): boolean {
   const e = err as { code?: string; name?: string; message?: string; fatal?: boolean };
   if (e?.name === 'KnexTimeoutError') return true;
-  return [
-    'ECONNREFUSED',
-    'ECONNRESET',
-    'ETIMEDOUT',
-    'PROTOCOL_CONNECTION_LOST',
-    'ER_SERVER_SHUTDOWN',
-    'ER_CON_COUNT_ERROR',
-    'SQLITE_BUSY',
-  ].includes(e?.code ?? '') || e?.fatal === true;
+  return (
+    [
+      'ECONNREFUSED',
+      'ECONNRESET',
+      'ETIMEDOUT',
+      'PROTOCOL_CONNECTION_LOST',
+      'ER_SERVER_SHUTDOWN',
+      'ER_CON_COUNT_ERROR',
+      'SQLITE_BUSY',
+    ].includes(e?.code ?? '') || e?.fatal === true
+  );
 }

@@ -8,7 +8,8 @@ export function createEtcd(hosts: string[]): Etcd3 {
     hosts,
     dialTimeout: ETCD_CALL_TIMEOUT_MS,
     // Streams (watches, keepalives) live long; unary calls must not hang while etcd is away.
-    defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + ETCD_CALL_TIMEOUT_MS }),
+    defaultCallOptions: (ctx) =>
+      ctx.isStream ? {} : { deadline: Date.now() + ETCD_CALL_TIMEOUT_MS },
   });
 }
 

@@ -37,7 +37,13 @@ export interface LbClient {
 }
 
 // Connection never made: nothing reached a service, so even a POST can be sent again.
-const NOT_SENT_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH']);
+const NOT_SENT_CODES = new Set([
+  'ECONNREFUSED',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+]);
 
 function errorCode(err: unknown): string | undefined {
   const cause = (err as { cause?: { code?: string } })?.cause;
@@ -58,7 +64,11 @@ function backoffMs(attempt: number): number {
 export function createLbClient(baseUrl: string): LbClient {
   const base = baseUrl.replace(/\/+$/, '');
 
-  async function call<T>(method: string, path: string, opts: LbRequest = {}): Promise<LbResponse<T>> {
+  async function call<T>(
+    method: string,
+    path: string,
+    opts: LbRequest = {},
+  ): Promise<LbResponse<T>> {
     const idempotent = opts.idempotent ?? method !== 'POST';
     const headers: Record<string, string> = { accept: 'application/json', ...opts.headers };
     let body: string | undefined;
@@ -80,7 +90,9 @@ export function createLbClient(baseUrl: string): LbClient {
       } catch (err) {
         lastError = err;
         const code = errorCode(err);
-        const retriable = (code !== undefined && NOT_SENT_CODES.has(code)) || (idempotent && (err as Error).name !== 'TimeoutError');
+        const retriable =
+          (code !== undefined && NOT_SENT_CODES.has(code)) ||
+          (idempotent && (err as Error).name !== 'TimeoutError');
         log.debug({ method, path, attempt, code }, 'LB call failed');
         if (!retriable) break;
         continue;
@@ -94,7 +106,9 @@ export function createLbClient(baseUrl: string): LbClient {
       return { status: res.status, headers: res.headers, body: parsed as T };
     }
     log.warn({ method, path, err: (lastError as Error)?.message }, 'LB call gave up');
-    throw new LbUnavailableError(`${method} ${path} failed: ${(lastError as Error)?.message ?? 'unknown'}`);
+    throw new LbUnavailableError(
+      `${method} ${path} failed: ${(lastError as Error)?.message ?? 'unknown'}`,
+    );
   }
 
   return {

@@ -10,7 +10,10 @@ export const logger = pino({
   timestamp: pino.stdTimeFunctions.isoTime,
   // A mixin rather than bindings: modules create children at import, before the identity is known.
   mixin: () => ({ service: identity.service, instance: identity.instance }),
-  redact: { paths: ['password', '*.password', 'token', '*.token', 'authorization', '*.authorization'], censor: '[redacted]' },
+  redact: {
+    paths: ['password', '*.password', 'token', '*.token', 'authorization', '*.authorization'],
+    censor: '[redacted]',
+  },
 });
 
 export function setLogIdentity(service: string, instance: string, level?: string): void {

@@ -38,7 +38,12 @@ export function routeOf(req: Parameters<RequestHandler>[0]): string {
   return typeof route === 'string' ? req.baseUrl + route : 'unmatched';
 }
 
-export function observeRequest(method: string, route: string, status: number, seconds: number): void {
+export function observeRequest(
+  method: string,
+  route: string,
+  status: number,
+  seconds: number,
+): void {
   const labels = { method, route, status: String(status) };
   requests.inc(labels);
   latency.observe(labels, seconds);

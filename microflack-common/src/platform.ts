@@ -40,7 +40,9 @@ export async function connectPlatform(config: BaseConfig): Promise<Platform> {
 }
 
 // Without the revoked set a revoked token would pass, so start waits for etcd.
-async function startRevocations(revocations: ReturnType<typeof createRevocationList>): Promise<void> {
+async function startRevocations(
+  revocations: ReturnType<typeof createRevocationList>,
+): Promise<void> {
   for (let attempt = 1; ; attempt++) {
     try {
       await revocations.start();

@@ -71,7 +71,10 @@ export function register(etcd: Etcd3, reg: Registration): RegisteredInstance {
         },
         (err) => {
           const wait = Math.min(RETRY_MAX_MS, 250 * 2 ** Math.min(tries, 5));
-          log.warn({ err: err.message, tries, retryInMs: wait }, 'etcd unreachable, registration retrying');
+          log.warn(
+            { err: err.message, tries, retryInMs: wait },
+            'etcd unreachable, registration retrying',
+          );
           schedule(wait, tries + 1);
         },
       );
@@ -93,7 +96,10 @@ export function register(etcd: Etcd3, reg: Registration): RegisteredInstance {
         await current.revoke();
         log.info({ key }, 'deregistered');
       } catch (err) {
-        log.warn({ err: (err as Error).message, key }, 'deregistration failed; the lease will expire');
+        log.warn(
+          { err: (err as Error).message, key },
+          'deregistration failed; the lease will expire',
+        );
         current.release();
       }
     },

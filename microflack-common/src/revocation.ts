@@ -41,8 +41,10 @@ export function createRevocationList(etcd: Etcd3): RevocationList {
 
   function forget(key: string): void {
     // A key goes when its lease ends, which is after the token it names has expired.
-    if (key.startsWith(REVOKED_TOKENS_PREFIX)) revokedJtis.delete(key.slice(REVOKED_TOKENS_PREFIX.length));
-    else if (key.startsWith(REVOKED_USERS_PREFIX)) revokedUsersUntil.delete(Number(key.slice(REVOKED_USERS_PREFIX.length)));
+    if (key.startsWith(REVOKED_TOKENS_PREFIX))
+      revokedJtis.delete(key.slice(REVOKED_TOKENS_PREFIX.length));
+    else if (key.startsWith(REVOKED_USERS_PREFIX))
+      revokedUsersUntil.delete(Number(key.slice(REVOKED_USERS_PREFIX.length)));
   }
 
   async function load(): Promise<void> {
@@ -88,7 +90,10 @@ export function createRevocationList(etcd: Etcd3): RevocationList {
       watcher.on('disconnected', () => {
         if (disconnectedAt === undefined) {
           disconnectedAt = Date.now();
-          log.warn({ revoked: revokedJtis.size }, 'revocation watch lost; the last known set stays in force');
+          log.warn(
+            { revoked: revokedJtis.size },
+            'revocation watch lost; the last known set stays in force',
+          );
         }
       });
       watcher.on('connected', () => {

@@ -37,7 +37,9 @@ const states = new WeakMap<Express, ServiceState>();
 function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
   return Promise.race([
     p,
-    new Promise<T>((_, reject) => setTimeout(() => reject(new Error(`timed out after ${ms} ms`)), ms).unref()),
+    new Promise<T>((_, reject) =>
+      setTimeout(() => reject(new Error(`timed out after ${ms} ms`)), ms).unref(),
+    ),
   ]);
 }
 
@@ -64,7 +66,13 @@ export function createServiceApp(opts: ServiceAppOptions, mount: (app: Express) 
       if (route !== '/healthz' && route !== '/metrics') {
         observeRequest(req.method, route, res.statusCode, seconds);
         requestLog.info(
-          { method: req.method, path: req.path, route, status: res.statusCode, ms: Math.round(seconds * 1e4) / 10 },
+          {
+            method: req.method,
+            path: req.path,
+            route,
+            status: res.statusCode,
+            ms: Math.round(seconds * 1e4) / 10,
+          },
           'request',
         );
       }
@@ -103,7 +111,11 @@ export function createServiceApp(opts: ServiceAppOptions, mount: (app: Express) 
 
 // A database that is down or restarting is a brief outage: fail fast with 503 rather than 500.
 const dbUnavailableHandler: ErrorRequestHandler = (err, _req, _res, next) => {
-  next(isDbUnavailable(err) ? new HttpError(503, 'service temporarily unavailable', { 'Retry-After': '1' }) : err);
+  next(
+    isDbUnavailable(err)
+      ? new HttpError(503, 'service temporarily unavailable', { 'Retry-After': '1' })
+      : err,
+  );
 };
 
 export interface RunServiceOptions {
@@ -142,7 +154,8 @@ export async function runService(opts: RunServiceOptions): Promise<RunningServic
   server.requestTimeout = 30000;
   opts.onServer?.(server);
   const port = (server.address() as AddressInfo).port;
-  const address = config.SERVICE_URL ?? `${config.HOST === '0.0.0.0' ? '127.0.0.1' : config.HOST}:${port}`;
+  const address =
+    config.SERVICE_URL ?? `${config.HOST === '0.0.0.0' ? '127.0.0.1' : config.HOST}:${port}`;
   const sockets = new Set<Socket>();
   server.on('connection', (s) => {
     sockets.add(s);
@@ -177,7 +190,9 @@ export async function runService(opts: RunServiceOptions): Promise<RunningServic
       for (const s of sockets) s.destroy();
       await withTimeout(closed, 2000).catch(() => undefined);
       for (const close of opts.close ?? []) {
-        await withTimeout(Promise.resolve(close()), 3000).catch((err) => log.warn({ err }, 'close failed'));
+        await withTimeout(Promise.resolve(close()), 3000).catch((err) =>
+          log.warn({ err }, 'close failed'),
+        );
       }
       opts.etcd.close();
       log.info('stopped');

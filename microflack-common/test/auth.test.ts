@@ -22,8 +22,12 @@ describe('auth middlewares', () => {
     await revocations.start();
     auth = createAuth(TEST_JWT_SECRET_KEY, revocations);
     app = express();
-    app.get('/required', auth.tokenRequired, (req, res) => res.json({ user_id: req.auth?.claims.user_id }));
-    app.get('/optional', auth.tokenOptional, (req, res) => res.json({ user_id: req.auth?.claims.user_id ?? null }));
+    app.get('/required', auth.tokenRequired, (req, res) =>
+      res.json({ user_id: req.auth?.claims.user_id }),
+    );
+    app.get('/optional', auth.tokenOptional, (req, res) =>
+      res.json({ user_id: req.auth?.claims.user_id ?? null }),
+    );
     app.use(errorHandler);
   });
   after(async () => {
@@ -42,7 +46,9 @@ describe('auth middlewares', () => {
   });
 
   it('accepts a valid token on a required route', async () => {
-    const res = await request(app).get('/required').set(bearer(auth.generateToken(3)));
+    const res = await request(app)
+      .get('/required')
+      .set(bearer(auth.generateToken(3)));
     assert.equal(res.status, 200);
     assert.equal(res.body.user_id, 3);
   });
@@ -68,7 +74,9 @@ describe('auth middlewares', () => {
     },
     'tampered payload': () => {
       const [h, , s] = makeToken(1).split('.');
-      const payload = Buffer.from(JSON.stringify({ user_id: 2, jti: 'c', iat: 1, exp: 9999999999 })).toString('base64url');
+      const payload = Buffer.from(
+        JSON.stringify({ user_id: 2, jti: 'c', iat: 1, exp: 9999999999 }),
+      ).toString('base64url');
       return `${h}.${payload}.${s}`;
     },
     expired: () => makeToken(1, { expiresIn: -10 }),

@@ -21,7 +21,8 @@ describe('parseConfig', () => {
       () => parseConfig({}, { REDIS: 'no-port', LOG_LEVEL: 'loud', PORT: 'x', LB: 'ftp://x' }),
       (err: unknown) => {
         assert.ok(err instanceof ConfigError);
-        for (const name of ['REDIS', 'LOG_LEVEL', 'PORT', 'LB']) assert.match(err.message, new RegExp(name));
+        for (const name of ['REDIS', 'LOG_LEVEL', 'PORT', 'LB'])
+          assert.match(err.message, new RegExp(name));
         assert.equal(err.problems.length, 4);
         return true;
       },
@@ -34,7 +35,10 @@ describe('parseConfig', () => {
       () => parseConfig({}, { NODE_ENV: 'production', JWT_SECRET_KEY: DEV_JWT_SECRET_KEY }),
       /JWT_SECRET_KEY/,
     );
-    assert.throws(() => parseConfig({}, { NODE_ENV: 'production', JWT_SECRET_KEY: 'short' }), /JWT_SECRET_KEY/);
+    assert.throws(
+      () => parseConfig({}, { NODE_ENV: 'production', JWT_SECRET_KEY: 'short' }),
+      /JWT_SECRET_KEY/,
+    );
     const ok = parseConfig({}, { NODE_ENV: 'production', JWT_SECRET_KEY: 'x'.repeat(40) });
     assert.equal(ok.NODE_ENV, 'production');
   });

@@ -7,10 +7,11 @@ import { createTestDatabase, tempDir } from '../src/testing/index.js';
 const migrations: Migration[] = [
   {
     name: '001-create-things',
-    up: (db) => db.schema.createTable('things', (t) => {
-      t.increments('id');
-      t.string('name', 32).notNullable().unique();
-    }),
+    up: (db) =>
+      db.schema.createTable('things', (t) => {
+        t.increments('id');
+        t.string('name', 32).notNullable().unique();
+      }),
   },
 ];
 
@@ -18,7 +19,9 @@ describe('openDb', () => {
   it('uses MariaDB for a mysql:// URL, and migrations are safe when 4 instances start at once', async () => {
     const url = await createTestDatabase('dbtest');
     const dbs = await Promise.all(
-      [1, 2, 3, 4].map(() => openDb({ databaseUrl: url, home: tempDir('h'), service: 'things' }, migrations)),
+      [1, 2, 3, 4].map(() =>
+        openDb({ databaseUrl: url, home: tempDir('h'), service: 'things' }, migrations),
+      ),
     );
     assert.ok(isMysql(dbs[0]!));
     await dbs[0]!('things').insert({ name: 'a' });

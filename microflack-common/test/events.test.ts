@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { after, before, describe, it } from 'node:test';
+import { before, describe, it } from 'node:test';
 import { createAdapter } from '@socket.io/redis-adapter';
 import { Redis } from 'ioredis';
 import { Server } from 'socket.io';
@@ -67,7 +67,8 @@ describe('events', () => {
     const events = createEvents(own.hostPort);
     await events.ping();
     await own.stop();
-    const before = (await registry.getSingleMetric('events_emit_failures_total')?.get())?.values[0]?.value ?? 0;
+    const before =
+      (await registry.getSingleMetric('events_emit_failures_total')?.get())?.values[0]?.value ?? 0;
     const t0 = Date.now();
     events.emitUpdatedModel('User', { id: 2 });
     assert.ok(Date.now() - t0 < 50, 'emit does not block');
@@ -75,7 +76,9 @@ describe('events', () => {
     let after = before;
     while (after === before && Date.now() < deadline) {
       await new Promise((r) => setTimeout(r, 200));
-      after = (await registry.getSingleMetric('events_emit_failures_total')?.get())?.values[0]?.value ?? 0;
+      after =
+        (await registry.getSingleMetric('events_emit_failures_total')?.get())?.values[0]?.value ??
+        0;
     }
     assert.equal(after, before + 1);
     await events.close();

@@ -55,12 +55,18 @@ describe('load-balancer client', () => {
 
   it('times out a request that never answers', async () => {
     const started = Date.now();
-    await assert.rejects(createLbClient(base).post('/hang', { timeoutMs: 300 }), LbUnavailableError);
+    await assert.rejects(
+      createLbClient(base).post('/hang', { timeoutMs: 300 }),
+      LbUnavailableError,
+    );
     assert.ok(Date.now() - started < 3000);
   });
 
   it('retries a refused connection, even for a POST, then fails clearly', async () => {
     const port = await freePort();
-    await assert.rejects(createLbClient(`http://127.0.0.1:${port}`).post('/x', { body: {} }), /failed/);
+    await assert.rejects(
+      createLbClient(`http://127.0.0.1:${port}`).post('/x', { body: {} }),
+      /failed/,
+    );
   });
 });

@@ -41,13 +41,19 @@ describe('registry', () => {
     assert.ok(lease);
     await etcd.leaseClient.leaseRevoke({ ID: lease });
     assert.equal(await etcd.get(key).string(), null);
-    await waitFor('re-registration', async () => (await etcd.get(key).string()) === '127.0.0.1:1', 15000);
+    await waitFor(
+      're-registration',
+      async () => (await etcd.get(key).string()) === '127.0.0.1:1',
+      15000,
+    );
     await reg.deregister();
   });
 
   it('an instance process: upstream appears, and disappears on SIGTERM', async () => {
     const fx = await spawnFixture(etcdUrl, `term-${Date.now()}`);
-    const key = (await etcd.getAll().prefix('/services/').keys()).find((k) => k.endsWith(`/upstream/${fx.instance}`));
+    const key = (await etcd.getAll().prefix('/services/').keys()).find((k) =>
+      k.endsWith(`/upstream/${fx.instance}`),
+    );
     assert.ok(key, 'upstream key registered');
     assert.equal(await etcd.get(key).string(), fx.address);
     fx.proc.signal('SIGTERM');
@@ -57,13 +63,20 @@ describe('registry', () => {
 
   it('an instance process killed with -9: upstream disappears once the lease expires', async () => {
     const fx = await spawnFixture(etcdUrl, `kill-${Date.now()}`);
-    const key = (await etcd.getAll().prefix('/services/').keys()).find((k) => k.endsWith(`/upstream/${fx.instance}`));
+    const key = (await etcd.getAll().prefix('/services/').keys()).find((k) =>
+      k.endsWith(`/upstream/${fx.instance}`),
+    );
     assert.ok(key);
     const killedAt = Date.now();
     fx.proc.signal('SIGKILL');
     await new Promise((r) => setTimeout(r, 1000));
     assert.equal(await etcd.get(key).string(), fx.address, 'still there right after the kill');
-    await waitFor('lease expiry', async () => (await etcd.get(key).string()) === null, (LEASE_TTL_SECONDS + 5) * 1000, 200);
+    await waitFor(
+      'lease expiry',
+      async () => (await etcd.get(key).string()) === null,
+      (LEASE_TTL_SECONDS + 5) * 1000,
+      200,
+    );
     const gone = Date.now() - killedAt;
     assert.ok(gone <= (LEASE_TTL_SECONDS + 5) * 1000, `gone after ${gone} ms`);
   });

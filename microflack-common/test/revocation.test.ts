@@ -32,7 +32,9 @@ describe('revocation list', () => {
       delays.push(performance.now() - t0);
     }
     delays.sort((x, y) => x - y);
-    console.log(`revocation propagation over 10: p50 ${delays[5]?.toFixed(1)} ms, max ${delays[9]?.toFixed(1)} ms`);
+    console.log(
+      `revocation propagation over 10: p50 ${delays[5]?.toFixed(1)} ms, max ${delays[9]?.toFixed(1)} ms`,
+    );
     assert.ok((delays[9] as number) < 1000);
     await writer.stop();
     await reader.stop();
@@ -77,7 +79,12 @@ describe('revocation list', () => {
       assert.ok(reader.isRevoked('kept', 1, 0), 'still revoked while etcd is down');
       await own.start();
       await writer.revokeToken({ jti: 'after', exp: Math.floor(Date.now() / 1000) + 600 });
-      await waitFor('revocation after the outage', () => reader.isRevoked('after', 1, 0), 10000, 20);
+      await waitFor(
+        'revocation after the outage',
+        () => reader.isRevoked('after', 1, 0),
+        10000,
+        20,
+      );
       await reader.stop();
       c1.close();
       c2.close();

@@ -8,14 +8,28 @@ function sampleApp(healthy = true) {
   return createServiceApp(
     {
       health: {
-        database: { critical: true, check: async () => { if (!healthy) throw new Error('down'); } },
-        redis: { critical: false, check: async () => { throw new Error('refused'); } },
+        database: {
+          critical: true,
+          check: async () => {
+            if (!healthy) throw new Error('down');
+          },
+        },
+        redis: {
+          critical: false,
+          check: async () => {
+            throw new Error('refused');
+          },
+        },
       },
     },
     (app) => {
       app.post('/api/echo', (req, res) => res.status(201).json(req.body));
-      app.get('/api/teapot', () => { throw new HttpError(418, 'short and stout'); });
-      app.get('/api/boom', () => { throw new Error('secret internals at /srv/app.ts:12'); });
+      app.get('/api/teapot', () => {
+        throw new HttpError(418, 'short and stout');
+      });
+      app.get('/api/boom', () => {
+        throw new Error('secret internals at /srv/app.ts:12');
+      });
       app.get('/api/items/:id', (req, res) => res.json({ id: req.params.id }));
     },
   );
@@ -25,19 +39,26 @@ describe('createServiceApp', () => {
   const app = sampleApp();
 
   it('answers 413 with a JSON error for a body over 64 KB', async () => {
-    const res = await request(app).post('/api/echo').set('Content-Type', 'application/json')
+    const res = await request(app)
+      .post('/api/echo')
+      .set('Content-Type', 'application/json')
       .send(JSON.stringify({ s: 'x'.repeat(70 * 1024) }));
     assert.equal(res.status, 413);
     assert.deepEqual(res.body, { error: 'request body too large' });
   });
 
   it('accepts a body just under the limit', async () => {
-    const res = await request(app).post('/api/echo').send({ s: 'x'.repeat(60 * 1024) });
+    const res = await request(app)
+      .post('/api/echo')
+      .send({ s: 'x'.repeat(60 * 1024) });
     assert.equal(res.status, 201);
   });
 
   it('answers 400 for malformed JSON', async () => {
-    const res = await request(app).post('/api/echo').set('Content-Type', 'application/json').send('{"a":');
+    const res = await request(app)
+      .post('/api/echo')
+      .set('Content-Type', 'application/json')
+      .send('{"a":');
     assert.equal(res.status, 400);
     assert.deepEqual(res.body, { error: 'malformed JSON body' });
   });
@@ -80,7 +101,11 @@ describe('createServiceApp', () => {
     await request(app).get('/nope');
     const res = await request(app).get('/metrics');
     assert.equal(res.status, 200);
-    const line = res.text.split('\n').find((l) => l.startsWith('http_requests_total{method="GET",route="/api/items/:id",status="200"}'));
+    const line = res.text
+      .split('\n')
+      .find((l) =>
+        l.startsWith('http_requests_total{method="GET",route="/api/items/:id",status="200"}'),
+      );
     assert.ok(line, res.text.slice(0, 2000));
     assert.ok(Number(line.split(' ').pop()) >= 2);
     assert.match(res.text, /http_request_duration_seconds_bucket\{/);
@@ -98,13 +123,17 @@ describe('a service process under SIGTERM', () => {
   it('finishes an in-flight request before exiting', async () => {
     const { spawnFixture } = await import('./fixtures/spawn.js');
     const fx = await spawnFixture(stack.etcd, 'drain');
-    const slow = fetch(`http://${fx.address}/slow?ms=800`).then(async (r) => ({ status: r.status, body: await r.text() }));
+    const slow = fetch(`http://${fx.address}/slow?ms=800`).then(async (r) => ({
+      status: r.status,
+      body: await r.text(),
+    }));
     await new Promise((r) => setTimeout(r, 100));
     fx.proc.signal('SIGTERM');
     const res = await slow;
     assert.equal(res.status, 200);
     assert.equal(res.body, 'done');
-    const code = fx.proc.child.exitCode ?? (await new Promise((r) => fx.proc.child.once('exit', (c) => r(c))));
+    const code =
+      fx.proc.child.exitCode ?? (await new Promise((r) => fx.proc.child.once('exit', (c) => r(c))));
     assert.equal(code, 0);
   });
 });

@@ -33,7 +33,9 @@ export async function createTestDatabase(prefix = 'mf'): Promise<string> {
   const name = `${prefix}_${randomBytes(4).toString('hex')}`;
   const conn = await mysql.createConnection({ uri: mariadb, connectTimeout: 5000 });
   try {
-    await conn.query(`CREATE DATABASE \`${name}\` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci`);
+    await conn.query(
+      `CREATE DATABASE \`${name}\` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci`,
+    );
   } finally {
     await conn.end();
   }
@@ -55,16 +57,19 @@ export async function startStack(): Promise<TestStack> {
   const home = tempDir('home');
   const opened: Platform[] = [];
   const config = (extra: Env = {}) =>
-    parseConfig({}, {
-      NODE_ENV: 'test',
-      ETCD: etcd,
-      REDIS: redis,
-      JWT_SECRET_KEY: TEST_JWT_SECRET_KEY,
-      MICROFLACK_HOME: home,
-      LOG_LEVEL: process.env.LOG_LEVEL ?? 'silent',
-      SHUTDOWN_GRACE_MS: '0',
-      ...extra,
-    });
+    parseConfig(
+      {},
+      {
+        NODE_ENV: 'test',
+        ETCD: etcd,
+        REDIS: redis,
+        JWT_SECRET_KEY: TEST_JWT_SECRET_KEY,
+        MICROFLACK_HOME: home,
+        LOG_LEVEL: process.env.LOG_LEVEL ?? 'silent',
+        SHUTDOWN_GRACE_MS: '0',
+        ...extra,
+      },
+    );
   return {
     etcd,
     redis,
@@ -84,7 +89,11 @@ export async function startStack(): Promise<TestStack> {
 }
 
 /** A token signed as the services sign them (or with other options, to forge bad ones). */
-export function makeToken(userId: unknown, opts: jwt.SignOptions = {}, secret = TEST_JWT_SECRET_KEY): string {
+export function makeToken(
+  userId: unknown,
+  opts: jwt.SignOptions = {},
+  secret = TEST_JWT_SECRET_KEY,
+): string {
   return jwt.sign({ user_id: userId, jti: randomBytes(8).toString('hex') }, secret, {
     algorithm: 'HS256',
     expiresIn: 3600,

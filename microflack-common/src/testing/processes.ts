@@ -39,7 +39,8 @@ export async function waitFor(
     } catch (err) {
       if (err instanceof WaitAbort) throw err;
     }
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    if (Date.now() > deadline)
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await new Promise((r) => setTimeout(r, intervalMs));
   }
 }
@@ -93,7 +94,11 @@ export class Proc {
   private spawn(): ChildProcess {
     installExitHook();
     const out = fs.openSync(this.logFile, 'a');
-    const child = spawn(this.cmd, this.args, { stdio: ['ignore', out, out], env: this.env, cwd: this.dir });
+    const child = spawn(this.cmd, this.args, {
+      stdio: ['ignore', out, out],
+      env: this.env,
+      cwd: this.dir,
+    });
     fs.closeSync(out);
     children.add(child);
     child.once('exit', () => children.delete(child));
@@ -150,22 +155,48 @@ export async function startEtcd(dir = tempDir('etcd')): Promise<EtcdServer> {
   const peer = await freePort();
   const url = `http://127.0.0.1:${port}`;
   const peerUrl = `http://127.0.0.1:${peer}`;
-  const proc = new Proc('etcd', 'etcd', [
-    '--name', 'mf',
-    '--data-dir', path.join(dir, 'data'),
-    '--listen-client-urls', url,
-    '--advertise-client-urls', url,
-    '--listen-peer-urls', peerUrl,
-    '--initial-advertise-peer-urls', peerUrl,
-    '--initial-cluster', `mf=${peerUrl}`,
-    '--log-level', 'warn',
-  ], dir, { ...process.env, ETCD_UNSUPPORTED_ARCH: process.arch === 'x64' ? '' : process.arch });
-  const ready = () => waitFor('etcd', async () => (await fetch(`${url}/health`, { signal: AbortSignal.timeout(500) })).ok);
-  await ready().catch((err) => { throw new Error(`${err.message}\n${proc.log()}`); });
+  const proc = new Proc(
+    'etcd',
+    'etcd',
+    [
+      '--name',
+      'mf',
+      '--data-dir',
+      path.join(dir, 'data'),
+      '--listen-client-urls',
+      url,
+      '--advertise-client-urls',
+      url,
+      '--listen-peer-urls',
+      peerUrl,
+      '--initial-advertise-peer-urls',
+      peerUrl,
+      '--initial-cluster',
+      `mf=${peerUrl}`,
+      '--log-level',
+      'warn',
+    ],
+    dir,
+    { ...process.env, ETCD_UNSUPPORTED_ARCH: process.arch === 'x64' ? '' : process.arch },
+  );
+  const ready = () =>
+    waitFor(
+      'etcd',
+      async () => (await fetch(`${url}/health`, { signal: AbortSignal.timeout(500) })).ok,
+    );
+  await ready().catch((err) => {
+    throw new Error(`${err.message}\n${proc.log()}`);
+  });
   return {
-    proc, dir, url, port,
+    proc,
+    dir,
+    url,
+    port,
     stop: () => proc.stop(),
-    async start() { proc.restart(); await ready(); },
+    async start() {
+      proc.restart();
+      await ready();
+    },
   };
 }
 
@@ -176,15 +207,35 @@ export interface RedisServer extends Server {
 
 export async function startRedis(dir = tempDir('redis')): Promise<RedisServer> {
   const port = await freePort();
-  const proc = new Proc('redis', 'redis-server', [
-    '--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir,
-  ], dir);
+  const proc = new Proc(
+    'redis',
+    'redis-server',
+    [
+      '--port',
+      String(port),
+      '--bind',
+      '127.0.0.1',
+      '--save',
+      '',
+      '--appendonly',
+      'no',
+      '--dir',
+      dir,
+    ],
+    dir,
+  );
   const ready = () => waitFor('redis', () => canConnect(port));
   await ready();
   return {
-    proc, dir, port, hostPort: `127.0.0.1:${port}`,
+    proc,
+    dir,
+    port,
+    hostPort: `127.0.0.1:${port}`,
     stop: () => proc.stop(),
-    async start() { proc.restart(); await ready(); },
+    async start() {
+      proc.restart();
+      await ready();
+    },
   };
 }
 
@@ -198,23 +249,55 @@ export async function startMariadb(dir = tempDir('mariadb')): Promise<MariadbSer
   const port = await freePort();
   const datadir = path.join(dir, 'data');
   if (!fs.existsSync(datadir)) {
-    const install = new Proc('mariadb-install-db', 'mariadb-install-db', [
-      '--no-defaults', '--user=root', '--auth-root-authentication-method=normal', '--skip-test-db', `--datadir=${datadir}`,
-    ], dir);
-    await new Promise<void>((resolve, reject) => install.child.once('exit', (code) =>
-      code === 0 ? resolve() : reject(new Error(`mariadb-install-db failed:\n${install.log()}`))));
+    const install = new Proc(
+      'mariadb-install-db',
+      'mariadb-install-db',
+      [
+        '--no-defaults',
+        '--user=root',
+        '--auth-root-authentication-method=normal',
+        '--skip-test-db',
+        `--datadir=${datadir}`,
+      ],
+      dir,
+    );
+    await new Promise<void>((resolve, reject) =>
+      install.child.once('exit', (code) =>
+        code === 0 ? resolve() : reject(new Error(`mariadb-install-db failed:\n${install.log()}`)),
+      ),
+    );
   }
-  const proc = new Proc('mariadb', 'mariadbd', [
-    '--no-defaults', '--user=root', '--bind-address=127.0.0.1', '--skip-log-bin',
-    `--datadir=${datadir}`, `--port=${port}`, `--socket=${path.join(dir, 'mysqld.sock')}`,
-    '--max-connections=500', '--innodb-buffer-pool-size=64M', '--innodb-flush-log-at-trx-commit=2',
-    '--skip-name-resolve=0',
-  ], dir);
+  const proc = new Proc(
+    'mariadb',
+    'mariadbd',
+    [
+      '--no-defaults',
+      '--user=root',
+      '--bind-address=127.0.0.1',
+      '--skip-log-bin',
+      `--datadir=${datadir}`,
+      `--port=${port}`,
+      `--socket=${path.join(dir, 'mysqld.sock')}`,
+      '--max-connections=500',
+      '--innodb-buffer-pool-size=64M',
+      '--innodb-flush-log-at-trx-commit=2',
+      '--skip-name-resolve=0',
+    ],
+    dir,
+  );
   const ready = () => waitFor('mariadb', () => canConnect(port), 60000);
-  await ready().catch((err) => { throw new Error(`${err.message}\n${proc.log()}`); });
+  await ready().catch((err) => {
+    throw new Error(`${err.message}\n${proc.log()}`);
+  });
   return {
-    proc, dir, port, rootUrl: `mysql://root@127.0.0.1:${port}`,
+    proc,
+    dir,
+    port,
+    rootUrl: `mysql://root@127.0.0.1:${port}`,
     stop: () => proc.stop(30000),
-    async start() { proc.restart(); await ready(); },
+    async start() {
+      proc.restart();
+      await ready();
+    },
   };
 }

@@ -16,18 +16,27 @@ export async function startServiceProcess(
   dir = tempDir('svc'),
 ): Promise<ServiceProcess> {
   const name = path.basename(packageDir).replace(/^microflack-/, '');
-  const proc = new Proc(`${name}-${Date.now()}`, process.execPath, [path.join(packageDir, 'dist/main.js')], dir, {
-    PATH: process.env.PATH,
-    HOME: process.env.HOME,
-    LOG_LEVEL: 'info',
-    ...env,
-  });
+  const proc = new Proc(
+    `${name}-${Date.now()}`,
+    process.execPath,
+    [path.join(packageDir, 'dist/main.js')],
+    dir,
+    {
+      PATH: process.env.PATH,
+      HOME: process.env.HOME,
+      LOG_LEVEL: 'info',
+      ...env,
+    },
+  );
   let address = '';
   await waitFor(
     `${name} to listen`,
     () => {
       if (!proc.running) throw new WaitAbort(`${name} exited`);
-      const line = proc.log().split('\n').find((l) => l.includes('"listening"'));
+      const line = proc
+        .log()
+        .split('\n')
+        .find((l) => l.includes('"listening"'));
       if (line) address = JSON.parse(line).address;
       return address !== '';
     },
