@@ -1,6 +1,8 @@
 #!/usr/bin/env node
 // Runs every package's tests with node's test runner, against one private etcd, Redis and MariaDB
 // started here for the whole run (test files needing their own, to stop or break them, start their own).
+// Files named `*.serial.test.ts` (whole platforms under load, fault injection) run afterwards, one at
+// a time, so that their zero-failure checks do not compete with other tests for two cores.
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -40,30 +42,39 @@ console.log(
 );
 
 const concurrency = process.env.MF_TEST_CONCURRENCY ?? '3';
-const child = spawn(
-  process.execPath,
-  [
-    '--import',
-    'tsx',
-    '--test',
-    `--test-concurrency=${concurrency}`,
-    '--test-reporter=spec',
-    ...files,
-  ],
-  {
-    stdio: 'inherit',
-    cwd: root,
-    env: {
-      ...process.env,
-      MF_TEST_ETCD: etcd.url,
-      MF_TEST_REDIS: redis.hostPort,
-      MF_TEST_MARIADB: mariadb.rootUrl,
-    },
-  },
+const env = {
+  ...process.env,
+  MF_TEST_ETCD: etcd.url,
+  MF_TEST_REDIS: redis.hostPort,
+  MF_TEST_MARIADB: mariadb.rootUrl,
+  LOG_LEVEL: process.env.LOG_LEVEL ?? 'warn',
+};
+
+function runNodeTest(group, parallel) {
+  if (group.length === 0) return Promise.resolve(0);
+  const child = spawn(
+    process.execPath,
+    [
+      '--import',
+      'tsx',
+      '--test',
+      `--test-concurrency=${parallel}`,
+      '--test-reporter=spec',
+      ...group,
+    ],
+    { stdio: 'inherit', cwd: root, env },
+  );
+  return new Promise((resolve) => child.on('exit', (c, sig) => resolve(c ?? (sig ? 1 : 0))));
+}
+
+const serial = files.filter((f) => f.endsWith('.serial.test.ts'));
+const parallel = files.filter((f) => !serial.includes(f));
+console.log(
+  `${parallel.length} files ${concurrency} at a time, then ${serial.length} one at a time`,
 );
-const code = await new Promise((resolve) =>
-  child.on('exit', (c, sig) => resolve(c ?? (sig ? 1 : 0))),
-);
+const code1 = await runNodeTest(parallel, concurrency);
+const code2 = await runNodeTest(serial, 1);
+const code = code1 || code2;
 await Promise.all([etcd.stop(), redis.stop(), mariadb.stop()]);
 for (const s of [etcd, redis, mariadb]) fs.rmSync(s.dir, { recursive: true, force: true });
 console.log(

@@ -59,16 +59,22 @@ export function createServiceApp(opts: ServiceAppOptions, mount: (app: Express) 
     state.inFlight++;
     // While draining, ask clients (HAProxy) not to reuse this connection.
     if (state.draining) res.set('Connection', 'close');
+    // The route is read when the head is written: inside a mounted router req.baseUrl is still set.
+    let route = 'unmatched';
+    const writeHead = res.writeHead;
+    res.writeHead = function (this: typeof res, ...args: Parameters<typeof writeHead>) {
+      route = routeOf(req);
+      return writeHead.apply(this, args);
+    } as typeof writeHead;
     res.on('close', () => {
       state.inFlight--;
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-      const route = routeOf(req);
       if (route !== '/healthz' && route !== '/metrics') {
         observeRequest(req.method, route, res.statusCode, seconds);
         requestLog.info(
           {
             method: req.method,
-            path: req.path,
+            path: req.originalUrl.split('?')[0],
             route,
             status: res.statusCode,
             ms: Math.round(seconds * 1e4) / 10,

@@ -1,0 +1,38 @@
+// Builds the messages service's express app (no I/O: tests import this).
+import {
+  createServiceApp,
+  type Auth,
+  type Events,
+  type HealthCheck,
+  type Knex,
+} from '@microflack/common';
+import type { Express } from 'express';
+import { createPreviewer, type Previewer, type PreviewSettings } from './previewer.js';
+import { messagesRouter } from './routes.js';
+
+export interface Deps {
+  db: Knex;
+  auth: Auth;
+  events: Events;
+  previews?: PreviewSettings;
+  /** More /healthz checks, e.g. the platform's etcd and Redis. */
+  health?: Record<string, HealthCheck>;
+}
+
+export type MessagesApp = Express & { previewer: Previewer };
+
+export function createApp(deps: Deps): MessagesApp {
+  const previewer = createPreviewer(deps.db, deps.events, deps.previews);
+  const app = createServiceApp(
+    {
+      health: {
+        ...deps.health,
+        database: { critical: true, check: () => deps.db.raw('select 1') },
+      },
+    },
+    (app) => {
+      app.use('/api/messages', messagesRouter({ ...deps, previewer }));
+    },
+  );
+  return Object.assign(app, { previewer });
+}

@@ -1,0 +1,48 @@
+// The messages service process: config, database, platform, listen, register, finish pending previews.
+import { connectPlatform, loadConfig, logger, openDb, runService } from '@microflack/common';
+import { z } from 'zod';
+import { createApp } from './app.js';
+import { migrations } from './migrations.js';
+
+const config = loadConfig({
+  // Off in production: a link to an internal address must not make this service fetch it.
+  LINK_PREVIEW_ALLOW_PRIVATE: z.enum(['0', '1']).default('0'),
+  LINK_PREVIEW_ALLOW_ADDRESSES: z
+    .string()
+    .default('')
+    .transform((s) =>
+      s
+        .split(',')
+        .map((a) => a.trim())
+        .filter(Boolean),
+    ),
+  LINK_PREVIEW_TIMEOUT_MS: z.coerce.number().int().min(100).max(30000).default(3000),
+});
+
+const db = await openDb(
+  { databaseUrl: config.DATABASE_URL, home: config.MICROFLACK_HOME, service: 'messages' },
+  migrations,
+);
+const platform = await connectPlatform(config);
+const app = createApp({
+  db,
+  auth: platform.auth,
+  events: platform.events,
+  health: platform.health,
+  previews: {
+    allowPrivate: config.LINK_PREVIEW_ALLOW_PRIVATE === '1',
+    allowAddresses: config.LINK_PREVIEW_ALLOW_ADDRESSES,
+    timeoutMs: config.LINK_PREVIEW_TIMEOUT_MS,
+  },
+});
+await runService({
+  name: 'messages',
+  config,
+  app,
+  etcd: platform.etcd,
+  location: '/api/messages',
+  close: [() => app.previewer.close(), () => platform.close(), () => db.destroy()],
+});
+app.previewer
+  .resumePending()
+  .catch((err) => logger.warn({ err }, 'pending link previews not resumed'));

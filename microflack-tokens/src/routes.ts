@@ -1,0 +1,95 @@
+// The /api/tokens routes: issue a token for a password checked by the users service, check one, revoke.
+import { Router, type Request } from 'express';
+import {
+  authRequired,
+  HttpError,
+  LbUnavailableError,
+  logger,
+  readBasicAuth,
+  type Auth,
+  type LbClient,
+} from '@microflack/common';
+
+const log = logger.child({ module: 'tokens' });
+
+export const USERS_CALL_TIMEOUT_MS = 5000;
+
+export interface RoutesDeps {
+  auth: Auth;
+  lb: LbClient;
+}
+
+function usersUnavailable(): HttpError {
+  return new HttpError(503, 'users service unavailable, try again shortly', { 'Retry-After': '1' });
+}
+
+function wantsAll(req: Request): boolean {
+  const all = req.query.all;
+  if (all === undefined || all === '0' || all === 'false') return false;
+  if (all === '1' || all === 'true') return true;
+  throw new HttpError(400, 'all must be 0 or 1');
+}
+
+export function tokensRouter({ auth, lb }: RoutesDeps): Router {
+  const router = Router();
+
+  router.post('/', async (req, res) => {
+    // Only well-formed Basic credentials travel on to the users service.
+    if (!readBasicAuth(req)) throw authRequired();
+    let answer;
+    try {
+      answer = await lb.get<{ id?: unknown }>('/api/users/me', {
+        headers: {
+          authorization: req.headers.authorization as string,
+          // The users service throttles failed sign-ins per client address: pass the client's on.
+          'x-forwarded-for': req.ip ?? '',
+        },
+        timeoutMs: USERS_CALL_TIMEOUT_MS,
+      });
+    } catch (err) {
+      if (err instanceof LbUnavailableError) throw usersUnavailable();
+      throw err;
+    }
+    if (answer.status === 401) throw authRequired();
+    if (answer.status === 429) {
+      const retryAfter = answer.headers.get('retry-after');
+      throw new HttpError(
+        429,
+        'too many failed sign-ins, try again later',
+        retryAfter && /^\d{1,6}$/.test(retryAfter) ? { 'Retry-After': retryAfter } : {},
+      );
+    }
+    const id = answer.body?.id;
+    if (answer.status !== 200 || !Number.isSafeInteger(id) || (id as number) <= 0) {
+      // Anything else (a 5xx, the LB's default backend answering) is not an answer about the password.
+      log.warn({ status: answer.status }, 'unexpected answer from the users service');
+      throw usersUnavailable();
+    }
+    res.set('Cache-Control', 'no-store');
+    res.json({ token: auth.generateToken(id as number) });
+  });
+
+  router.get('/', auth.tokenRequired, (req, res) => {
+    const claims = req.auth?.claims;
+    res.set('Cache-Control', 'no-store');
+    res.json({ user_id: claims?.user_id, issued_at: claims?.iat, expires_at: claims?.exp });
+  });
+
+  router.delete('/', auth.tokenRequired, async (req, res) => {
+    const claims = req.auth?.claims;
+    if (!claims) throw authRequired();
+    try {
+      if (wantsAll(req)) await auth.revocations.revokeAllTokens(claims.user_id);
+      else await auth.revocations.revokeToken(claims);
+    } catch (err) {
+      if (err instanceof HttpError) throw err;
+      log.warn({ err }, 'revocation could not be written to etcd');
+      throw new HttpError(503, 'revocation store unavailable, try again shortly', {
+        'Retry-After': '1',
+      });
+    }
+    res.status(204).end();
+  });
+
+  return router;
+}

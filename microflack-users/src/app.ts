@@ -1,0 +1,43 @@
+// The users service's express app: built from its clients, no I/O of its own; tests import this.
+import type { Express } from 'express';
+import {
+  createServiceApp,
+  type Auth,
+  type Events,
+  type HealthCheck,
+  type Knex,
+} from '@microflack/common';
+import { createLoginThrottle, type ThrottleOptions } from './login-throttle.js';
+import { createPasswords } from './passwords.js';
+import { usersRouter } from './routes.js';
+
+export interface Deps {
+  db: Knex;
+  auth: Auth;
+  events: Events;
+  /** Extra /healthz checks (the platform's etcd and Redis); the database is always checked. */
+  health?: Record<string, HealthCheck>;
+  /** bcrypt cost; 10 or more. */
+  bcryptRounds?: number;
+  throttle?: Partial<ThrottleOptions>;
+}
+
+export function createApp(deps: Deps): Express {
+  const health: Record<string, HealthCheck> = {
+    ...deps.health,
+    // Without its database the service can answer nothing: HAProxy should route elsewhere.
+    database: { critical: true, check: () => deps.db.raw('select 1') },
+  };
+  return createServiceApp({ health }, (app) => {
+    app.use(
+      '/api/users',
+      usersRouter({
+        db: deps.db,
+        auth: deps.auth,
+        events: deps.events,
+        passwords: createPasswords(Math.max(10, deps.bcryptRounds ?? 11)),
+        throttle: createLoginThrottle(deps.throttle),
+      }),
+    );
+  });
+}

@@ -1,0 +1,91 @@
+// Slows password guessing on GET /api/users/me: per nickname and per client address, after a few
+// free failures each further one must wait twice as long, up to a ceiling; never a permanent lockout.
+
+export interface ThrottleOptions {
+  /** Failures allowed before waiting starts. */
+  freeFailuresPerNickname: number;
+  freeFailuresPerAddress: number;
+  baseDelayMs: number;
+  maxDelayMs: number;
+  /** A key with no failure for this long is forgotten. */
+  forgetAfterMs: number;
+  /** Bound on memory under a flood of distinct nicknames or addresses. */
+  maxEntries: number;
+}
+
+export const DEFAULT_THROTTLE: ThrottleOptions = {
+  freeFailuresPerNickname: 5,
+  freeFailuresPerAddress: 20,
+  baseDelayMs: 1000,
+  maxDelayMs: 60000,
+  forgetAfterMs: 15 * 60000,
+  maxEntries: 100000,
+};
+
+interface Entry {
+  failures: number;
+  lastFailureAt: number;
+}
+
+export interface LoginThrottle {
+  /** Milliseconds to wait before another attempt for this nickname from this address; 0 = go. */
+  waitMs(nickname: string, address: string): number;
+  failed(nickname: string, address: string): void;
+  succeeded(nickname: string): void;
+}
+
+export function createLoginThrottle(
+  opts: Partial<ThrottleOptions> = {},
+  clock: () => number = Date.now,
+): LoginThrottle {
+  const o = { ...DEFAULT_THROTTLE, ...opts };
+  // Map order is insertion order, refreshed on each failure: the first entries are the stalest.
+  const entries = new Map<string, Entry>();
+
+  function get(key: string, t: number): Entry | undefined {
+    const e = entries.get(key);
+    if (e && t - e.lastFailureAt > o.forgetAfterMs) {
+      entries.delete(key);
+      return undefined;
+    }
+    return e;
+  }
+
+  function wait(key: string, free: number, t: number): number {
+    const e = get(key, t);
+    if (!e || e.failures < free) return 0;
+    const delay = Math.min(o.maxDelayMs, o.baseDelayMs * 2 ** Math.min(30, e.failures - free));
+    return Math.max(0, e.lastFailureAt + delay - t);
+  }
+
+  function bump(key: string, t: number): void {
+    const e = get(key, t) ?? { failures: 0, lastFailureAt: t };
+    e.failures++;
+    e.lastFailureAt = t;
+    entries.delete(key);
+    entries.set(key, e);
+    for (const k of entries.keys()) {
+      if (entries.size <= o.maxEntries) break;
+      entries.delete(k);
+    }
+  }
+
+  return {
+    waitMs(nickname, address) {
+      const t = clock();
+      return Math.max(
+        wait(`n:${nickname}`, o.freeFailuresPerNickname, t),
+        wait(`a:${address}`, o.freeFailuresPerAddress, t),
+      );
+    },
+    failed(nickname, address) {
+      const t = clock();
+      bump(`n:${nickname}`, t);
+      bump(`a:${address}`, t);
+    },
+    // The address keeps its count: a guesser must not reset it by signing in to an account of its own.
+    succeeded(nickname) {
+      entries.delete(`n:${nickname}`);
+    },
+  };
+}

@@ -1,0 +1,230 @@
+// The /api/users routes, in the original's order and with its answers, stricter on input.
+import { Router, type Request, type RequestHandler } from 'express';
+import {
+  authRequired,
+  HttpError,
+  readBasicAuth,
+  type Auth,
+  type Events,
+  type Knex,
+} from '@microflack/common';
+import type { LoginThrottle } from './login-throttle.js';
+import { MAX_PASSWORD_BYTES, type Passwords } from './passwords.js';
+import {
+  findUserById,
+  findUserByNickname,
+  insertUser,
+  listUsers,
+  markOffline,
+  markSeen,
+  NicknameTakenError,
+  toJson,
+  updateUser,
+  type UserRow,
+} from './users.js';
+
+export interface RoutesDeps {
+  db: Knex;
+  auth: Auth;
+  events: Events;
+  passwords: Passwords;
+  throttle: LoginThrottle;
+}
+
+export const MAX_NICKNAME_CHARS = 32;
+// Half a UTF-16 pair: not text, and MariaDB refuses to store it.
+const LONE_SURROGATE = /\p{Cs}/u;
+
+declare module 'express-serve-static-core' {
+  interface Request {
+    /** The user the request's token or password belongs to. */
+    user?: UserRow;
+  }
+}
+
+function validNickname(value: unknown): string {
+  if (typeof value !== 'string') throw new HttpError(400, 'nickname must be a string');
+  if (LONE_SURROGATE.test(value)) throw new HttpError(400, 'nickname must be valid Unicode');
+  const chars = [...value].length;
+  if (chars === 0) throw new HttpError(400, 'nickname must not be empty');
+  if (chars > MAX_NICKNAME_CHARS) {
+    throw new HttpError(400, `nickname must be at most ${MAX_NICKNAME_CHARS} characters`);
+  }
+  // A colon could never sign in with Basic auth, which splits at the first one.
+  // eslint-disable-next-line no-control-regex
+  if (/[\u0000-\u001f\u007f:]/.test(value)) {
+    throw new HttpError(400, 'nickname must not contain control characters or ":"');
+  }
+  if (value.trim() !== value)
+    throw new HttpError(400, 'nickname must not start or end with spaces');
+  return value;
+}
+
+function validPassword(value: unknown): string {
+  if (typeof value !== 'string') throw new HttpError(400, 'password must be a string');
+  if (value.length === 0) throw new HttpError(400, 'password must not be empty');
+  if (LONE_SURROGATE.test(value)) throw new HttpError(400, 'password must be valid Unicode');
+  if (Buffer.byteLength(value) > MAX_PASSWORD_BYTES) {
+    throw new HttpError(400, `password must be at most ${MAX_PASSWORD_BYTES} bytes`);
+  }
+  if (value.includes('\0')) throw new HttpError(400, 'password must not contain NUL characters');
+  return value;
+}
+
+function jsonObject(req: Request): Record<string, unknown> {
+  const body: unknown = req.body;
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) {
+    throw new HttpError(400, 'body must be a JSON object');
+  }
+  return body as Record<string, unknown>;
+}
+
+/** A positive integer id, or undefined for anything else (which the routes answer 404). */
+export function parseId(raw: string): number | undefined {
+  if (!/^[1-9][0-9]{0,15}$/.test(raw)) return undefined;
+  const id = Number(raw);
+  return Number.isSafeInteger(id) ? id : undefined;
+}
+
+function queryString(req: Request, name: string): string | undefined {
+  const v = req.query[name];
+  if (v === undefined) return undefined;
+  if (typeof v !== 'string') throw new HttpError(400, `${name} must be given once`);
+  return v;
+}
+
+export function usersRouter(deps: RoutesDeps): Router {
+  const { db, auth, events, passwords, throttle } = deps;
+  const router = Router();
+
+  function emit(user: UserRow): void {
+    events.emitUpdatedModel('User', toJson(user));
+  }
+
+  // After tokenRequired/tokenOptional: the token's user, marked seen and online.
+  const loadTokenUser: RequestHandler = async (req, _res, next) => {
+    if (!req.auth) return next();
+    const user = await findUserById(db, req.auth.claims.user_id);
+    // A valid signature for a user that no longer exists is no credential.
+    if (!user) throw authRequired();
+    const seen = await markSeen(db, user);
+    if (seen.changed) emit(seen.user);
+    req.user = seen.user;
+    next();
+  };
+  const tokenRequired: [RequestHandler, RequestHandler] = [auth.tokenRequired, loadTokenUser];
+  const tokenOptional: [RequestHandler, RequestHandler] = [auth.tokenOptional, loadTokenUser];
+
+  const basicRequired: RequestHandler = async (req, _res, next) => {
+    const credentials = readBasicAuth(req);
+    if (!credentials) throw authRequired();
+    const { username, password } = credentials;
+    const address = req.ip ?? 'unknown';
+    const waitMs = throttle.waitMs(username, address);
+    if (waitMs > 0) {
+      throw new HttpError(429, 'too many failed sign-ins, try again later', {
+        'Retry-After': String(Math.ceil(waitMs / 1000)),
+      });
+    }
+    const lookable = username.length > 0 && username.length <= 4 * MAX_NICKNAME_CHARS;
+    const user = lookable ? await findUserByNickname(db, username) : undefined;
+    if (!(await passwords.verify(password, user?.password_hash)) || !user) {
+      throttle.failed(username, address);
+      throw authRequired();
+    }
+    throttle.succeeded(username);
+    const seen = await markSeen(db, user);
+    if (seen.changed) emit(seen.user);
+    req.user = seen.user;
+    next();
+  };
+
+  router.post('/', async (req, res) => {
+    const body = jsonObject(req);
+    const nickname = validNickname(body.nickname);
+    const password = validPassword(body.password);
+    if (await findUserByNickname(db, nickname)) throw new HttpError(400, 'nickname already taken');
+    let user: UserRow;
+    try {
+      user = await insertUser(db, nickname, await passwords.hash(password));
+    } catch (err) {
+      if (err instanceof NicknameTakenError) throw new HttpError(400, 'nickname already taken');
+      throw err;
+    }
+    emit(user);
+    res.status(201).location(`/api/users/${user.id}`).json(toJson(user));
+  });
+
+  router.get('/', ...tokenOptional, async (req, res) => {
+    const online = queryString(req, 'online');
+    const since = queryString(req, 'updated_since');
+    const filter: { online?: boolean; updatedSince?: number } = {};
+    if (online !== undefined) {
+      if (!['0', '1', 'true', 'false'].includes(online)) {
+        throw new HttpError(400, 'online must be 0 or 1');
+      }
+      filter.online = online === '1' || online === 'true';
+    }
+    if (since !== undefined) {
+      if (!/^[0-9]{1,15}$/.test(since)) {
+        throw new HttpError(400, 'updated_since must be a Unix time in seconds');
+      }
+      filter.updatedSince = Number(since);
+    }
+    const users = await listUsers(db, filter);
+    res.json({ users: users.map(toJson) });
+  });
+
+  // The /me routes come before /:id, which would otherwise take "me" for an id.
+  router.get('/me', basicRequired, (req, res) => {
+    res.json(toJson(req.user as UserRow));
+  });
+
+  router.put('/me', ...tokenRequired, (_req, res) => {
+    // loadTokenUser has already marked the user seen and online.
+    res.status(204).end();
+  });
+
+  router.delete('/me', auth.tokenRequired, async (req, res) => {
+    const user = await findUserById(db, req.auth?.claims.user_id as number);
+    if (!user) throw authRequired();
+    const gone = await markOffline(db, user);
+    if (gone.changed) emit(gone.user);
+    res.status(204).end();
+  });
+
+  router.get('/:id', ...tokenOptional, async (req, res) => {
+    const id = parseId(req.params.id as string);
+    const user = id === undefined ? undefined : await findUserById(db, id);
+    if (!user) throw new HttpError(404, 'user not found');
+    res.json(toJson(user));
+  });
+
+  router.put('/:id', ...tokenRequired, async (req, res) => {
+    const id = parseId(req.params.id as string);
+    const user = id === undefined ? undefined : await findUserById(db, id);
+    if (!user) throw new HttpError(404, 'user not found');
+    if (user.id !== req.user?.id) throw new HttpError(403, 'you can only change your own account');
+    const body = jsonObject(req);
+    const nickname = body.nickname === undefined ? undefined : validNickname(body.nickname);
+    const password = body.password === undefined ? undefined : validPassword(body.password);
+    if (nickname !== undefined && nickname !== user.nickname) {
+      if (await findUserByNickname(db, nickname))
+        throw new HttpError(400, 'nickname already taken');
+    }
+    const change: { nickname?: string; password_hash?: string } = {};
+    if (nickname !== undefined) change.nickname = nickname;
+    if (password !== undefined) change.password_hash = await passwords.hash(password);
+    let updated: UserRow | undefined;
+    try {
+      updated = await updateUser(db, user.id, change);
+    } catch (err) {
+      if (err instanceof NicknameTakenError) throw new HttpError(400, 'nickname already taken');
+      throw err;
+    }
+    if (updated && Object.keys(change).length > 0) emit(updated);
+    res.status(204).end();
+  });
+
+  return router;
+}

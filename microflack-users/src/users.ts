@@ -1,0 +1,169 @@
+// The users table: rows, their JSON, and the queries the routes and the sweep need.
+import type { Knex } from '@microflack/common';
+
+export interface UserRow {
+  id: number;
+  created_at: number;
+  updated_at: number;
+  last_seen_at: number;
+  nickname: string;
+  password_hash: string;
+  online: number | boolean;
+}
+
+export interface UserJson {
+  id: number;
+  created_at: number;
+  updated_at: number;
+  nickname: string;
+  last_seen_at: number;
+  online: boolean;
+  _links: { self: string; messages: string; tokens: string };
+}
+
+export function now(): number {
+  return Math.floor(Date.now() / 1000);
+}
+
+// The hash never leaves this function's input.
+export function toJson(u: UserRow): UserJson {
+  return {
+    id: Number(u.id),
+    created_at: Number(u.created_at),
+    updated_at: Number(u.updated_at),
+    nickname: u.nickname,
+    last_seen_at: Number(u.last_seen_at),
+    online: Boolean(Number(u.online)),
+    _links: {
+      self: `/api/users/${u.id}`,
+      messages: `/api/messages?user_id=${u.id}`,
+      tokens: '/api/tokens',
+    },
+  };
+}
+
+export async function findUserById(db: Knex, id: number): Promise<UserRow | undefined> {
+  return db<UserRow>('users').where({ id }).first();
+}
+
+export async function findUserByNickname(db: Knex, nickname: string): Promise<UserRow | undefined> {
+  return db<UserRow>('users').where({ nickname }).first();
+}
+
+export async function listUsers(
+  db: Knex,
+  filter: { online?: boolean; updatedSince?: number },
+): Promise<UserRow[]> {
+  const q = db<UserRow>('users').orderBy([
+    { column: 'updated_at', order: 'asc' },
+    { column: 'nickname', order: 'asc' },
+  ]);
+  if (filter.online !== undefined) q.where({ online: filter.online ? 1 : 0 });
+  if (filter.updatedSince !== undefined) q.where('updated_at', '>', filter.updatedSince);
+  return q;
+}
+
+export class NicknameTakenError extends Error {
+  override name = 'NicknameTakenError';
+}
+
+function isUniqueViolation(err: unknown): boolean {
+  const code = (err as { code?: string })?.code;
+  return code === 'ER_DUP_ENTRY' || code === 'SQLITE_CONSTRAINT_UNIQUE';
+}
+
+/** Inserts a user; a taken nickname (even in a race) is a NicknameTakenError. */
+export async function insertUser(
+  db: Knex,
+  nickname: string,
+  passwordHash: string,
+): Promise<UserRow> {
+  const t = now();
+  let id: number;
+  try {
+    const ids = await db('users').insert({
+      created_at: t,
+      updated_at: t,
+      last_seen_at: t,
+      nickname,
+      password_hash: passwordHash,
+      online: 0,
+    });
+    id = Number(ids[0]);
+  } catch (err) {
+    if (isUniqueViolation(err)) throw new NicknameTakenError(nickname);
+    throw err;
+  }
+  return (await findUserById(db, id)) as UserRow;
+}
+
+export async function updateUser(
+  db: Knex,
+  id: number,
+  change: { nickname?: string; password_hash?: string },
+): Promise<UserRow | undefined> {
+  if (change.nickname !== undefined || change.password_hash !== undefined) {
+    try {
+      await db('users')
+        .where({ id })
+        .update({ ...change, updated_at: now() });
+    } catch (err) {
+      if (isUniqueViolation(err)) throw new NicknameTakenError(change.nickname ?? '');
+      throw err;
+    }
+  }
+  return findUserById(db, id);
+}
+
+/**
+ * Records that the user was just seen. Returns the row as it is now and whether it went online,
+ * which is when an event is due; a mere last_seen_at refresh changes neither updated_at nor emits.
+ */
+export async function markSeen(
+  db: Knex,
+  user: UserRow,
+): Promise<{ user: UserRow; changed: boolean }> {
+  const t = now();
+  if (Number(user.online)) {
+    if (Number(user.last_seen_at) >= t) return { user, changed: false };
+    await db('users').where({ id: user.id }).update({ last_seen_at: t });
+    return { user: { ...user, last_seen_at: t }, changed: false };
+  }
+  // Guarded on online = 0 so that of two racing requests only one reports the change.
+  const n = await db('users')
+    .where({ id: user.id, online: 0 })
+    .update({ online: 1, last_seen_at: t, updated_at: t });
+  const fresh = (await findUserById(db, user.id)) ?? user;
+  return { user: fresh, changed: n > 0 };
+}
+
+export async function markOffline(
+  db: Knex,
+  user: UserRow,
+): Promise<{ user: UserRow; changed: boolean }> {
+  const t = now();
+  const n = await db('users')
+    .where({ id: user.id, online: 1 })
+    .update({ online: 0, last_seen_at: t, updated_at: t });
+  if (n === 0) await db('users').where({ id: user.id }).update({ last_seen_at: t });
+  const fresh = (await findUserById(db, user.id)) ?? user;
+  return { user: fresh, changed: n > 0 };
+}
+
+/** Marks offline everyone online but not seen since `cutoff`; returns the rows it changed. */
+export async function markStaleUsersOffline(db: Knex, cutoff: number): Promise<UserRow[]> {
+  const stale = await db<UserRow>('users')
+    .where({ online: 1 })
+    .andWhere('last_seen_at', '<', cutoff)
+    .select('id');
+  if (stale.length === 0) return [];
+  const ids = stale.map((r) => r.id);
+  const t = now();
+  // The same conditions again: a user seen between the select and here stays online.
+  await db('users')
+    .whereIn('id', ids)
+    .andWhere({ online: 1 })
+    .andWhere('last_seen_at', '<', cutoff)
+    .update({ online: 0, updated_at: t });
+  return db<UserRow>('users').whereIn('id', ids).andWhere({ online: 0, updated_at: t });
+}
