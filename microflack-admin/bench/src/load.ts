@@ -1,0 +1,42 @@
+// One fixed-concurrency, fixed-duration load run with autocannon, reduced to the figures we print.
+import autocannon from 'autocannon';
+
+export interface LoadSpec {
+  url: string;
+  method?: 'GET' | 'POST';
+  headers?: Record<string, string>;
+  body?: string;
+  connections: number;
+  durationSeconds: number;
+}
+
+export interface LoadResult {
+  rps: number;
+  p50Ms: number;
+  p99Ms: number;
+  requests: number;
+  errors: number;
+  bytesPerResponse: number;
+}
+
+export async function runLoad(spec: LoadSpec): Promise<LoadResult> {
+  const result = await autocannon({
+    url: spec.url,
+    method: spec.method ?? 'GET',
+    headers: { 'content-type': 'application/json', ...spec.headers },
+    body: spec.body,
+    connections: spec.connections,
+    duration: spec.durationSeconds,
+    timeout: 10,
+  });
+  const answered = result['2xx'] + result.non2xx;
+  return {
+    rps: Math.round(result.requests.average * 10) / 10,
+    p50Ms: result.latency.p50,
+    p99Ms: result.latency.p99,
+    requests: result.requests.total,
+    // Anything but a 2xx is an error here: a rejected request is not throughput.
+    errors: result.errors + result.timeouts + result.non2xx,
+    bytesPerResponse: answered > 0 ? Math.round(result.throughput.total / answered) : 0,
+  };
+}

@@ -1,0 +1,292 @@
+// mfbench: every path through HAProxy against its ceiling, measured in one run on one machine.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import mysql from 'mysql2/promise';
+import { bcryptCeiling, startTrivialServer } from './ceilings.js';
+import { measureGrowth } from './growth.js';
+import { measureFanout, measureRegistration, measureRevocation, type Spread } from './live.js';
+import { runLoad, type LoadResult } from './load.js';
+import { ADMIN_DIR, bringUp, rssMb, type Platform } from './platform.js';
+import { createApi, seed } from './seed.js';
+
+const { values: args } = parseArgs({
+  options: {
+    lb: { type: 'string' },
+    etcd: { type: 'string' },
+    duration: { type: 'string', default: '15' },
+    smoke: { type: 'boolean', default: false },
+    big: { type: 'boolean', default: false },
+    out: { type: 'string' },
+    'write-md': { type: 'boolean', default: false },
+    help: { type: 'boolean', short: 'h', default: false },
+  },
+});
+
+if (args.help) {
+  console.log(`Usage: mfbench [--lb URL --etcd URL] [--duration S] [--smoke] [--big] [--out FILE] [--write-md]
+Brings up a platform on a temporary MICROFLACK_HOME (or uses the one at --lb), seeds 50 users and
+200 messages, measures every path through HAProxy against its ceiling, prints a table and writes JSON.
+  --duration S  seconds per load run (default 15)      --smoke  a few seconds per path, small sizes
+  --big         also the 1M-message growth case         --write-md  write BENCHMARKS.md at the top`);
+  process.exit(0);
+}
+
+const smoke = args.smoke;
+const seconds = smoke ? 2 : Number(args.duration);
+if (!Number.isFinite(seconds) || seconds <= 0) {
+  console.error('mfbench: --duration must be a positive number of seconds');
+  process.exit(2);
+}
+const concurrencies = [32, 128];
+
+interface Row extends LoadResult {
+  path: string;
+  concurrency: number;
+  ceilingRps?: number;
+  ratio?: number;
+}
+
+const step = (s: string) => console.log(`==> ${s}`);
+
+async function main(): Promise<void> {
+  const platform = await bringUp({ lb: args.lb, etcd: args.etcd });
+  try {
+    await benchmark(platform);
+  } finally {
+    await platform.stop();
+  }
+}
+
+async function benchmark(platform: Platform): Promise<void> {
+  const api = createApi(platform.lb);
+  const results: Record<string, unknown> = {
+    machine: machine(),
+    date: new Date().toISOString(),
+    settings: { durationSeconds: seconds, concurrencies, smoke },
+  };
+  const pids = await platform.instancePids();
+  const memory: Record<string, { idleMb?: number; afterLoadMb?: number }> = {};
+  for (const [name, pid] of pids) memory[name] = { idleMb: rssMb(pid) };
+
+  step('seeding 50 users and 200 messages');
+  const seeded = await seed(api, smoke ? 10 : 50, smoke ? 40 : 200);
+  const bearer = { Authorization: `Bearer ${seeded.token}` };
+  const basic = {
+    Authorization: `Basic ${Buffer.from(`${seeded.nickname}:${seeded.password}`).toString('base64')}`,
+  };
+
+  const rows: Row[] = [];
+  const sizes = new Map<string, number>();
+  const load = async (
+    label: string,
+    spec: Omit<Parameters<typeof runLoad>[0], 'connections' | 'durationSeconds'>,
+  ) => {
+    for (const c of concurrencies) {
+      step(`${label} at concurrency ${c} for ${seconds} s`);
+      const r = await runLoad({ ...spec, connections: c, durationSeconds: seconds });
+      rows.push({ path: label, concurrency: c, ...r });
+      if (!sizes.has(label)) sizes.set(label, r.bytesPerResponse);
+    }
+  };
+  await load('GET /api/messages', { url: `${platform.lb}/api/messages` });
+  await load('GET /api/messages (token)', { url: `${platform.lb}/api/messages`, headers: bearer });
+  await load('POST /api/messages', {
+    url: `${platform.lb}/api/messages`,
+    method: 'POST',
+    headers: bearer,
+    body: JSON.stringify({ source: 'load *test* message' }),
+  });
+  await load('GET /api/users', { url: `${platform.lb}/api/users` });
+  await load('POST /api/tokens', {
+    url: `${platform.lb}/api/tokens`,
+    method: 'POST',
+    headers: basic,
+  });
+
+  // Ceilings: a trivial server with a same-size body behind the same HAProxy.
+  if (platform.etcd) {
+    for (const label of ['GET /api/messages', 'GET /api/users', 'POST /api/messages']) {
+      const bytes = sizes.get(label) ?? 100;
+      const trivial = await startTrivialServer(platform.etcd, bytes, platform.lb);
+      for (const c of concurrencies) {
+        step(`ceiling for ${label}: ${bytes}-byte trivial server at concurrency ${c}`);
+        const r = await runLoad({
+          url: platform.lb + trivial.path,
+          connections: c,
+          durationSeconds: seconds,
+        });
+        for (const row of rows.filter((x) => x.path.startsWith(label) && x.concurrency === c)) {
+          row.ceilingRps = r.rps;
+          row.ratio = Math.round((row.rps / r.rps) * 1000) / 1000;
+        }
+        rows.push({ path: `ceiling ${bytes} B (${label})`, concurrency: c, ...r });
+      }
+      await trivial.stop();
+    }
+  }
+  const cost = await bcryptCost(platform);
+  step(`ceiling for POST /api/tokens: raw bcrypt at cost ${cost} on all cores`);
+  const bcrypt = await bcryptCeiling(cost, smoke ? 2 : 10);
+  for (const row of rows.filter((x) => x.path === 'POST /api/tokens')) {
+    row.ceilingRps = bcrypt.hashesPerSecond;
+    row.ratio = Math.round((row.rps / bcrypt.hashesPerSecond) * 1000) / 1000;
+  }
+  results.bcrypt = { cost, ...bcrypt };
+
+  for (const [name, pid] of await platform.instancePids()) {
+    memory[name] = { ...memory[name], afterLoadMb: rssMb(pid) };
+  }
+
+  step('live paths: revocation everywhere');
+  const live: Record<string, Spread | Array<Spread & { clients: number }>> = {};
+  live.revocation = await measureRevocation(api, seeded.nickname, seeded.password, smoke ? 3 : 20);
+  if (platform.etcd) {
+    step('live paths: registration to first routed request');
+    live.registration = await measureRegistration(platform.lb, platform.etcd, smoke ? 2 : 10);
+  }
+  const fanout: Array<Spread & { clients: number }> = [];
+  for (const clients of smoke ? [1, 10] : [1, 100, 1000]) {
+    step(`live paths: post_message to updated_model at ${clients} clients`);
+    fanout.push(await measureFanout(platform.lb, seeded.token, clients, smoke ? 5 : 30));
+  }
+  live.fanout = fanout;
+
+  const messagesDb = platform.databaseUrl('messages');
+  if (messagesDb) {
+    const growthSizes = smoke ? [1000] : args.big ? [1000, 100000, 1000000] : [1000, 100000];
+    step(`growth: GET /api/messages?updated_since with ${growthSizes.join(', ')} stored messages`);
+    results.growth = await measureGrowth(api, messagesDb, growthSizes, smoke ? 20 : 200);
+  }
+
+  if (platform.home) {
+    step('scale-out: POST /api/messages with 1, then 2 messages instances');
+    const post = {
+      url: `${platform.lb}/api/messages`,
+      method: 'POST' as const,
+      headers: bearer,
+      body: JSON.stringify({ source: 'scale-out message' }),
+      connections: 32,
+      durationSeconds: seconds,
+    };
+    const one = await runLoad(post);
+    await platform.mf('mfrun', 'messages', '--count', '1');
+    const two = await runLoad(post);
+    results.scaleOut = {
+      oneInstance: one,
+      twoInstances: two,
+      speedup: Math.round((two.rps / one.rps) * 100) / 100,
+    };
+  }
+
+  results.load = rows;
+  results.live = live;
+  results.memory = memory;
+  report(results);
+}
+
+async function bcryptCost(platform: Platform): Promise<number> {
+  const url = platform.databaseUrl('users');
+  if (!url) return 11;
+  const conn = await mysql.createConnection({ uri: url, connectTimeout: 5000 });
+  try {
+    const [rows] = await conn.query('SELECT password_hash FROM users LIMIT 1');
+    const hash = (rows as Array<{ password_hash: string }>)[0]?.password_hash ?? '';
+    return Number(/^\$2[aby]\$(\d\d)\$/.exec(hash)?.[1] ?? 11);
+  } finally {
+    await conn.end();
+  }
+}
+
+function machine() {
+  const cpus = os.cpus();
+  return {
+    cpu: cpus[0]?.model ?? 'unknown',
+    cores: os.availableParallelism(),
+    memoryGb: Math.round(os.totalmem() / 2 ** 30),
+    os: `${os.type()} ${os.release()}`,
+    node: process.version,
+  };
+}
+
+function fmt(n: number | undefined, digits = 1): string {
+  return n === undefined ? '-' : n.toFixed(digits);
+}
+
+function report(results: Record<string, unknown>): void {
+  const rows = results.load as Row[];
+  const lines: string[] = [];
+  lines.push('| path | conc. | req/s | p50 ms | p99 ms | errors | ceiling req/s | ratio |');
+  lines.push('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
+  for (const r of rows) {
+    lines.push(
+      `| ${r.path} | ${r.concurrency} | ${fmt(r.rps)} | ${r.p50Ms} | ${r.p99Ms} | ${r.errors} | ${fmt(r.ceilingRps)} | ${r.ratio === undefined ? '-' : `${(r.ratio * 100).toFixed(1)}%`} |`,
+    );
+  }
+  const live = results.live as Record<string, Spread | Array<Spread & { clients: number }>>;
+  const liveLines = [
+    '| live path | p50 ms | p99 ms | max ms | samples |',
+    '| --- | ---: | ---: | ---: | ---: |',
+  ];
+  for (const [name, v] of Object.entries(live)) {
+    for (const s of Array.isArray(v) ? v : [v]) {
+      const label = 'clients' in s ? `${name} to ${s.clients} clients` : name;
+      liveLines.push(`| ${label} | ${s.p50Ms} | ${s.p99Ms} | ${s.maxMs} | ${s.samples} |`);
+    }
+  }
+  const growth = (results.growth as Array<Spread & { stored: number }> | undefined) ?? [];
+  const growthLines = [
+    '| stored messages | p50 ms | p99 ms |',
+    '| ---: | ---: | ---: |',
+    ...growth.map((g) => `| ${g.stored} | ${g.p50Ms} | ${g.p99Ms} |`),
+  ];
+  const memory = results.memory as Record<string, { idleMb?: number; afterLoadMb?: number }>;
+  const memLines = [
+    '| instance | idle RSS MB | after load RSS MB |',
+    '| --- | ---: | ---: |',
+    ...Object.entries(memory).map(
+      ([k, v]) => `| ${k} | ${fmt(v.idleMb)} | ${fmt(v.afterLoadMb)} |`,
+    ),
+  ];
+  const scale = results.scaleOut as
+    { oneInstance: LoadResult; twoInstances: LoadResult; speedup: number } | undefined;
+  const scaleLines = scale
+    ? [
+        `POST /api/messages at concurrency 32: 1 instance ${fmt(scale.oneInstance.rps)} req/s (p99 ${scale.oneInstance.p99Ms} ms), 2 instances ${fmt(scale.twoInstances.rps)} req/s (p99 ${scale.twoInstances.p99Ms} ms): ×${scale.speedup}`,
+      ]
+    : [];
+  const bcrypt = results.bcrypt as { cost: number; hashesPerSecond: number; cores: number };
+  const m = results.machine as ReturnType<typeof machine>;
+  const text = [
+    `Machine: ${m.cpu}, ${m.cores} cores, ${m.memoryGb} GiB, ${m.os}, Node ${m.node}; ${results.date}`,
+    `Load runs: ${seconds} s each through HAProxy. bcrypt ceiling: ${bcrypt.hashesPerSecond} hashes/s at cost ${bcrypt.cost} on ${bcrypt.cores} cores.`,
+    '',
+    ...lines,
+    '',
+    ...liveLines,
+    '',
+    ...growthLines,
+    '',
+    ...memLines,
+    '',
+    ...scaleLines,
+  ].join('\n');
+  console.log(`\n${text}\n`);
+  const out = args.out ?? path.join(os.tmpdir(), `mfbench-${Date.now()}.json`);
+  fs.writeFileSync(out, JSON.stringify(results, null, 2));
+  console.log(`results written to ${out}`);
+  if (args['write-md']) {
+    const md = path.join(ADMIN_DIR, '..', 'BENCHMARKS.md');
+    fs.writeFileSync(
+      md,
+      `# MicroFlack benchmarks\n\nWritten by \`microflack-admin/bin/mfbench --write-md\`; do not edit by hand.\n\n${text}\n`,
+    );
+    console.log(`table written to ${md}`);
+  }
+}
+
+main().catch((err) => {
+  console.error(`mfbench: ${err instanceof Error ? err.message : String(err)}`);
+  process.exit(1);
+});

@@ -1,0 +1,121 @@
+// The platform under test: brought up by mfup on a temporary MICROFLACK_HOME, or one already running.
+import { execFile, spawn } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+
+const run = promisify(execFile);
+export const ADMIN_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
+const BIN = path.join(ADMIN_DIR, 'bin');
+
+export interface Platform {
+  lb: string;
+  etcd?: string;
+  home?: string;
+  env: NodeJS.ProcessEnv;
+  /** mysql:// URL of a service's database, when the platform's secrets are readable. */
+  databaseUrl(service: 'users' | 'messages'): string | undefined;
+  /** pid of every service instance, by instance name (mfup platforms only). */
+  instancePids(): Promise<Map<string, number>>;
+  mf(script: string, ...args: string[]): Promise<string>;
+  stop(): Promise<void>;
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = net.createServer().listen(0, '127.0.0.1', () => {
+      const port = (s.address() as net.AddressInfo).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+function streamed(script: string, args: string[], env: NodeJS.ProcessEnv): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(path.join(BIN, script), args, {
+      env,
+      stdio: ['ignore', 'inherit', 'inherit'],
+    });
+    child.once('exit', (code) =>
+      code === 0 ? resolve() : reject(new Error(`${script} exited with ${code}`)),
+    );
+  });
+}
+
+function readEnvFile(file: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  if (!fs.existsSync(file)) return out;
+  for (const line of fs.readFileSync(file, 'utf8').split('\n')) {
+    const m = /^([A-Z0-9_]+)=(.*)$/.exec(line.trim());
+    if (m) out[m[1] as string] = (m[2] as string).replace(/^"(.*)"$/, '$1');
+  }
+  return out;
+}
+
+function fromHome(home: string, env: NodeJS.ProcessEnv, owned: boolean): Platform {
+  const state = readEnvFile(path.join(home, 'state.env'));
+  const secrets = readEnvFile(path.join(home, 'secrets.env'));
+  const port = state.MF_LB_PORT ?? env.MICROFLACK_PORT ?? '8080';
+  const fullEnv = { ...env, MICROFLACK_HOME: home, MICROFLACK_PORT: port };
+  const mf = async (script: string, ...args: string[]) =>
+    (await run(path.join(BIN, script), args, { env: fullEnv, timeout: 300000 })).stdout;
+  return {
+    lb: `http://127.0.0.1:${port}`,
+    etcd: state.MF_ETCD_PORT ? `http://127.0.0.1:${state.MF_ETCD_PORT}` : undefined,
+    home,
+    env: fullEnv,
+    databaseUrl(service) {
+      const pw = secrets[`MF_DB_PASSWORD_${service.toUpperCase()}`];
+      return pw && state.MF_MARIADB_PORT
+        ? `mysql://mf_${service}:${pw}@127.0.0.1:${state.MF_MARIADB_PORT}/${service}`
+        : undefined;
+    },
+    async instancePids() {
+      const conf = path.join(home, 'supervisor', 'supervisord.conf');
+      const { stdout } = await run('supervisorctl', ['-c', conf, 'status'], {
+        timeout: 10000,
+      }).catch((e) => e);
+      const pids = new Map<string, number>();
+      for (const line of String(stdout ?? '').split('\n')) {
+        const m =
+          /^(?:\S+:)?((?:users|tokens|messages|socketio|ui)-[0-9a-f]+)\s+RUNNING\s+pid (\d+)/.exec(
+            line,
+          );
+        if (m) pids.set(m[1] as string, Number(m[2]));
+      }
+      return pids;
+    },
+    mf,
+    async stop() {
+      if (owned) {
+        await streamed('mfdown', ['--purge'], fullEnv);
+      }
+    },
+  };
+}
+
+export async function bringUp(opts: { lb?: string; etcd?: string }): Promise<Platform> {
+  if (opts.lb) {
+    const home = process.env.MICROFLACK_HOME ?? path.join(os.homedir(), '.microflack');
+    const p = fromHome(home, process.env, false);
+    return { ...p, lb: opts.lb.replace(/\/+$/, ''), etcd: opts.etcd ?? p.etcd };
+  }
+  const home = fs.mkdtempSync(path.join(os.tmpdir(), 'mfbench-'));
+  const env = { ...process.env, MICROFLACK_HOME: home, MICROFLACK_PORT: String(await freePort()) };
+  console.log(`==> bringing up a platform in ${home} with mfup`);
+  await streamed('mfup', [], env);
+  return fromHome(home, env, true);
+}
+
+export function rssMb(pid: number): number | undefined {
+  try {
+    const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
+    const kb = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1]);
+    return Number.isFinite(kb) ? Math.round(kb / 102.4) / 10 : undefined;
+  } catch {
+    return undefined;
+  }
+}

@@ -1,0 +1,74 @@
+// A small REST client for the benchmark, and the seed: 50 users and 200 messages.
+export interface Api {
+  lb: string;
+  fetch(path: string, init?: RequestInit): Promise<Response>;
+  json<T>(path: string, init?: RequestInit): Promise<T>;
+  token(nickname: string, password: string): Promise<string>;
+}
+
+export function createApi(lb: string): Api {
+  const api: Api = {
+    lb,
+    fetch: (path, init = {}) =>
+      fetch(lb + path, {
+        ...init,
+        headers: {
+          'content-type': 'application/json',
+          ...(init.headers as Record<string, string>),
+        },
+        signal: AbortSignal.timeout(10000),
+      }),
+    async json<T>(path: string, init?: RequestInit): Promise<T> {
+      const res = await api.fetch(path, init);
+      const body = await res.text();
+      if (!res.ok)
+        throw new Error(`${init?.method ?? 'GET'} ${path}: ${res.status} ${body.slice(0, 200)}`);
+      return JSON.parse(body) as T;
+    },
+    async token(nickname, password) {
+      const basic = Buffer.from(`${nickname}:${password}`).toString('base64');
+      const { token } = await api.json<{ token: string }>('/api/tokens', {
+        method: 'POST',
+        headers: { Authorization: `Basic ${basic}` },
+      });
+      return token;
+    },
+  };
+  return api;
+}
+
+export interface Seeded {
+  nickname: string;
+  password: string;
+  token: string;
+}
+
+export async function seed(api: Api, users: number, messages: number): Promise<Seeded> {
+  const run = Date.now().toString(36);
+  const password = 'bench-password-1';
+  const nicknames = Array.from({ length: users }, (_, i) => `bench${run}u${i}`);
+  for (let i = 0; i < nicknames.length; i += 10) {
+    await Promise.all(
+      nicknames
+        .slice(i, i + 10)
+        .map((nickname) =>
+          api.json('/api/users', { method: 'POST', body: JSON.stringify({ nickname, password }) }),
+        ),
+    );
+  }
+  const nickname = nicknames[0] as string;
+  const token = await api.token(nickname, password);
+  const auth = { Authorization: `Bearer ${token}` };
+  for (let i = 0; i < messages; i += 20) {
+    await Promise.all(
+      Array.from({ length: Math.min(20, messages - i) }, (_, j) =>
+        api.json('/api/messages', {
+          method: 'POST',
+          headers: auth,
+          body: JSON.stringify({ source: `seed message ${i + j} with *markdown* and \`code\`` }),
+        }),
+      ),
+    );
+  }
+  return { nickname, password, token };
+}

@@ -1,0 +1,130 @@
+// Routing through the real load balancer: alternation, location and default backends, longest prefix, weight, stats.
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { createEtcd, register, type Etcd3 } from '@microflack/common';
+import { basic, startEtcd, waitFor, type EtcdServer } from '@microflack/common/testing';
+import { startTestLoadBalancer, type TestLoadBalancer } from '../src/testing.js';
+import { get, startBackend, waitRouted, type Backend } from './helpers.js';
+
+describe('load balancer routing', () => {
+  let etcdServer: EtcdServer;
+  let etcd: Etcd3;
+  let lb: TestLoadBalancer;
+  const backends: Backend[] = [];
+  const registrations: Array<{ deregister(): Promise<void> }> = [];
+
+  async function instance(service: string, name: string, location?: string, weight?: number) {
+    const b = await startBackend(name);
+    backends.push(b);
+    const reg = register(etcd, { service, instance: name, address: b.address, location, weight });
+    registrations.push(reg);
+    await reg.ready;
+    return b;
+  }
+
+  before(async () => {
+    etcdServer = await startEtcd();
+    etcd = createEtcd([etcdServer.url]);
+    lb = await startTestLoadBalancer({ etcd: etcdServer.url, statsPassword: 'stats-pass-123' });
+  });
+  after(async () => {
+    for (const r of registrations) await r.deregister();
+    await lb.stop();
+    for (const b of backends) await b.close();
+    etcd.close();
+    await etcdServer.stop();
+  });
+
+  it('alternates requests between the two instances of a service', async () => {
+    await instance('alt', 'alt-a', '/api/alt');
+    await instance('alt', 'alt-b', '/api/alt');
+    await waitRouted(`${lb.url}/api/alt/x`, 'alt-a');
+    await waitRouted(`${lb.url}/api/alt/x`, 'alt-b');
+    const order: string[] = [];
+    for (let i = 0; i < 10; i++) {
+      const res = await get(`${lb.url}/api/alt/items/${i}`);
+      assert.equal(res.status, 200);
+      assert.equal(res.body.path, `/api/alt/items/${i}`, 'the path reaches the service unchanged');
+      order.push(res.body.instance!);
+    }
+    for (let i = 1; i < order.length; i++)
+      assert.notEqual(order[i], order[i - 1], `alternates: ${order.join(' ')}`);
+    assert.deepEqual(new Set(order), new Set(['alt-a', 'alt-b']));
+  });
+
+  it('routes by location, the longest prefix first, / as the default, /<service> without location', async () => {
+    await instance('root', 'root-1', '/');
+    await instance('api', 'api-1', '/api');
+    await instance('apiusers', 'apiusers-1', '/api/users');
+    await instance('noloc', 'noloc-1');
+    await waitRouted(`${lb.url}/noloc`, 'noloc-1');
+    await waitRouted(`${lb.url}/api/users`, 'apiusers-1');
+    const cases: Array<[string, string]> = [
+      ['/', 'root-1'],
+      ['/index.html', 'root-1'],
+      ['/apixyz', 'root-1'],
+      ['/api', 'api-1'],
+      ['/api/messages/1', 'api-1'],
+      ['/api/usersx', 'api-1'],
+      ['/api/users', 'apiusers-1'],
+      ['/api/users/7?x=1', 'apiusers-1'],
+      ['/noloc/a/b', 'noloc-1'],
+      ['/api/alt/1', 'alt-a'],
+    ];
+    for (const [path, expected] of cases) {
+      const res = await get(`${lb.url}${path}`);
+      if (expected === 'alt-a') assert.match(res.body.instance ?? '', /^alt-/, path);
+      else assert.equal(res.body.instance, expected, path);
+    }
+  });
+
+  it('honours weight N in upstream values', async () => {
+    await instance('weighted', 'w-light', '/api/weighted', 1);
+    await instance('weighted', 'w-heavy', '/api/weighted', 9);
+    await waitRouted(`${lb.url}/api/weighted`, 'w-light');
+    await waitRouted(`${lb.url}/api/weighted`, 'w-heavy');
+    const counts = new Map<string, number>();
+    for (let i = 0; i < 100; i++) {
+      const { body } = await get(`${lb.url}/api/weighted`);
+      counts.set(body.instance!, (counts.get(body.instance!) ?? 0) + 1);
+    }
+    console.log(`weight 1:9 -> ${JSON.stringify(Object.fromEntries(counts))}`);
+    assert.ok((counts.get('w-heavy') ?? 0) >= 80, 'the heavy instance gets about 90%');
+    assert.ok((counts.get('w-light') ?? 0) >= 5, 'the light one still gets some');
+  });
+
+  it('answers 503 for a service with no instance, with its backend options applied', async () => {
+    await etcd.put('/services/empty/location').value('/api/empty');
+    await etcd.put('/services/empty/backend/balance').value('leastconn');
+    await waitFor(
+      'svc_empty configured',
+      () => /backend svc_empty\n\s+balance leastconn/.test(lb.config()),
+      5000,
+    );
+    // The file is swapped in just before the reload; and an idle keep-alive connection gets one
+    // last answer from the old worker (hitless reload), so wait for the new routing.
+    let status = 0;
+    await waitFor(
+      'svc_empty routed',
+      async () => (status = (await get(`${lb.url}/api/empty/x`)).status) === 503,
+      5000,
+    );
+    assert.equal(status, 503);
+    assert.equal(
+      (await get(`${lb.url}/api/x`)).body.instance,
+      'api-1',
+      'the other routes are untouched',
+    );
+  });
+
+  it('/stats answers 401 without the password and 200 with it', async () => {
+    assert.equal((await get(`${lb.url}/stats`)).status, 401);
+    assert.equal((await get(`${lb.url}/stats`, basic('admin', 'nope'))).status, 401);
+    const ok = await get(`${lb.url}/stats`, basic('admin', 'stats-pass-123'));
+    assert.equal(ok.status, 200);
+    assert.match(ok.text, /svc_alt/);
+    const csv = await get(`${lb.url}/stats;csv`, basic('admin', 'stats-pass-123'));
+    assert.equal(csv.status, 200);
+    assert.match(csv.text, /^# pxname,svname/);
+  });
+});
