@@ -17,8 +17,14 @@ export async function freePort(): Promise<number> {
   });
 }
 
+const tempDirs: string[] = [];
+
+/** A fresh directory, removed when the process exits (kept with MF_KEEP_TMP=1, to debug). */
 export function tempDir(prefix: string): string {
-  return fs.mkdtempSync(path.join(os.tmpdir(), `mf-${prefix}-`));
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), `mf-${prefix}-`));
+  tempDirs.push(dir);
+  installExitHook();
+  return dir;
 }
 
 /** Thrown by a waitFor probe to stop waiting at once (the thing waited for can no longer happen). */
@@ -70,6 +76,8 @@ function installExitHook(): void {
   // Never leave a server behind, even when a test run dies.
   process.on('exit', () => {
     for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
+    if (process.env.MF_KEEP_TMP === '1') return;
+    for (const dir of tempDirs) fs.rmSync(dir, { recursive: true, force: true, maxRetries: 2 });
   });
   for (const sig of ['SIGINT', 'SIGTERM'] as const) {
     process.once(sig, () => process.exit(130));
@@ -248,7 +256,12 @@ export interface MariadbServer extends Server {
 export async function startMariadb(dir = tempDir('mariadb')): Promise<MariadbServer> {
   const port = await freePort();
   const datadir = path.join(dir, 'data');
-  if (!fs.existsSync(datadir)) {
+  // Its own tmpdir: bootstraps sharing /tmp have been seen to trip over each other's temp tables.
+  const tmp = path.join(dir, 'tmp');
+  fs.mkdirSync(tmp, { recursive: true });
+  const installed = path.join(dir, '.installed');
+  for (let attempt = 1; !fs.existsSync(installed); attempt++) {
+    fs.rmSync(datadir, { recursive: true, force: true });
     const install = new Proc(
       'mariadb-install-db',
       'mariadb-install-db',
@@ -258,14 +271,13 @@ export async function startMariadb(dir = tempDir('mariadb')): Promise<MariadbSer
         '--auth-root-authentication-method=normal',
         '--skip-test-db',
         `--datadir=${datadir}`,
+        `--tmpdir=${tmp}`,
       ],
       dir,
     );
-    await new Promise<void>((resolve, reject) =>
-      install.child.once('exit', (code) =>
-        code === 0 ? resolve() : reject(new Error(`mariadb-install-db failed:\n${install.log()}`)),
-      ),
-    );
+    const code = await new Promise((resolve) => install.child.once('exit', resolve));
+    if (code === 0) fs.writeFileSync(installed, '');
+    else if (attempt >= 3) throw new Error(`mariadb-install-db failed:\n${install.log()}`);
   }
   const proc = new Proc(
     'mariadb',
@@ -278,6 +290,7 @@ export async function startMariadb(dir = tempDir('mariadb')): Promise<MariadbSer
       `--datadir=${datadir}`,
       `--port=${port}`,
       `--socket=${path.join(dir, 'mysqld.sock')}`,
+      `--tmpdir=${tmp}`,
       '--max-connections=500',
       '--innodb-buffer-pool-size=64M',
       '--innodb-flush-log-at-trx-commit=2',
