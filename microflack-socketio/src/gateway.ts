@@ -1,0 +1,176 @@
+// Browser events in (ping_user, post_message, disconnect), answered by calling users and messages
+// through the load balancer; updated_model events out, fed to every instance by the Redis adapter.
+import { Server, type Socket } from 'socket.io';
+import { createAdapter } from '@socket.io/redis-adapter';
+import type { Redis } from 'ioredis';
+import { counter, logger, type LbClient, type LbResponse } from '@microflack/common';
+
+const log = logger.child({ module: 'gateway' });
+
+/** The largest event a client may send; a bigger one closes that client's connection. */
+export const MAX_PAYLOAD_BYTES = 64 * 1024;
+const MAX_TOKEN_LENGTH = 4096;
+// A client waiting on this many answers gets refused rather than queueing work on the services.
+const MAX_IN_FLIGHT_PER_SOCKET = 8;
+// Shorter than Socket.IO's default ack timeout on clients, so an answer always comes.
+const LB_CALL_TIMEOUT_MS = 4000;
+
+const events = counter('socketio_events_total', 'Socket.IO events received, by event and outcome', [
+  'event',
+  'outcome',
+]);
+
+export interface GatewayDeps {
+  lb: LbClient;
+  /** Two connections: a subscribed Redis connection cannot publish. */
+  pub: Redis;
+  sub: Redis;
+}
+
+/** What an acknowledgement carries when the event failed. */
+export interface EventError {
+  error: string;
+  status: number;
+}
+
+type Ack = (answer: unknown) => void;
+
+interface SocketData {
+  /** The last token that the users service accepted, used to sign the user out on disconnect. */
+  token?: string;
+  inFlight: number;
+}
+
+class EventRefused extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+function readToken(value: unknown): string {
+  if (typeof value !== 'string' || value.length === 0)
+    throw new EventRefused(400, 'token required');
+  if (value.length > MAX_TOKEN_LENGTH || !/^[A-Za-z0-9._-]+$/.test(value)) {
+    throw new EventRefused(400, 'malformed token');
+  }
+  return value;
+}
+
+function readMessageData(value: unknown): Record<string, unknown> {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new EventRefused(400, 'message data must be an object');
+  }
+  if (typeof (value as { source?: unknown }).source !== 'string') {
+    throw new EventRefused(400, 'message source must be a string');
+  }
+  return value as Record<string, unknown>;
+}
+
+function bearer(token: string): { headers: Record<string, string>; timeoutMs: number } {
+  return { headers: { Authorization: `Bearer ${token}` }, timeoutMs: LB_CALL_TIMEOUT_MS };
+}
+
+function errorOf(res: LbResponse): EventError {
+  const body = res.body as { error?: unknown } | undefined;
+  const message = typeof body?.error === 'string' ? body.error : `request failed (${res.status})`;
+  return { error: message, status: res.status };
+}
+
+export function createSocketServer({ lb, pub, sub }: GatewayDeps): Server {
+  const io = new Server({
+    path: '/socket.io',
+    serveClient: false,
+    maxHttpBufferSize: MAX_PAYLOAD_BYTES,
+    adapter: createAdapter(pub, sub),
+  });
+
+  function expired(socket: Socket, token: string): void {
+    if ((socket.data as SocketData).token === token) delete (socket.data as SocketData).token;
+    socket.emit('expired_token');
+  }
+
+  async function pingUser(socket: Socket, args: unknown[]): Promise<unknown> {
+    const token = readToken(args[0]);
+    const res = await lb.put('/api/users/me', bearer(token));
+    if (res.status === 401) {
+      expired(socket, token);
+      return errorOf(res);
+    }
+    if (res.status >= 400) return errorOf(res);
+    (socket.data as SocketData).token = token;
+    return { ok: true };
+  }
+
+  async function postMessage(socket: Socket, args: unknown[]): Promise<unknown> {
+    const data = readMessageData(args[0]);
+    const token = readToken(args[1]);
+    const res = await lb.post('/api/messages', { ...bearer(token), body: data });
+    if (res.status === 401) {
+      expired(socket, token);
+      return errorOf(res);
+    }
+    if (res.status >= 400) return errorOf(res);
+    (socket.data as SocketData).token = token;
+    return res.body;
+  }
+
+  // Every event goes through here: arguments are checked, failures answer the sender only, and
+  // nothing a client sends can throw out of a listener (which would end the process).
+  function on(
+    socket: Socket,
+    event: string,
+    handler: (socket: Socket, args: unknown[]) => Promise<unknown>,
+  ): void {
+    socket.on(event, (...args: unknown[]) => {
+      const last = args[args.length - 1];
+      const ack = typeof last === 'function' ? (args.pop() as Ack) : undefined;
+      const data = socket.data as SocketData;
+      const answer = (outcome: string, value: unknown) => {
+        events.inc({ event, outcome });
+        try {
+          ack?.(value);
+        } catch (err) {
+          log.warn({ err, event }, 'acknowledgement failed');
+        }
+      };
+      if (data.inFlight >= MAX_IN_FLIGHT_PER_SOCKET) {
+        answer('refused', { error: 'too many requests', status: 429 });
+        return;
+      }
+      data.inFlight++;
+      handler(socket, args)
+        .then(
+          (value) =>
+            answer(value && typeof value === 'object' && 'error' in value ? 'error' : 'ok', value),
+          (err: unknown) => {
+            if (err instanceof EventRefused) {
+              answer('refused', { error: err.message, status: err.status });
+            } else {
+              log.warn({ err: (err as Error).message, event }, 'event failed');
+              answer('unavailable', { error: 'service unavailable', status: 503 });
+            }
+          },
+        )
+        .finally(() => data.inFlight--);
+    });
+  }
+
+  io.on('connection', (socket) => {
+    socket.data = { inFlight: 0 } satisfies SocketData;
+    on(socket, 'ping_user', pingUser);
+    on(socket, 'post_message', postMessage);
+    socket.on('disconnect', (reason) => {
+      const token = (socket.data as SocketData).token;
+      if (!token) return;
+      // The user goes offline; a client that reconnects elsewhere pings again at once.
+      lb.delete('/api/users/me', bearer(token)).then(
+        (res) => log.debug({ status: res.status, reason }, 'user signed off on disconnect'),
+        (err: Error) => log.warn({ err: err.message }, 'could not mark the user offline'),
+      );
+    });
+  });
+  return io;
+}

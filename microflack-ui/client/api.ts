@@ -1,0 +1,97 @@
+// The REST API as the client sees it: same origin, JSON, a deadline on every call.
+export interface User {
+  id: number;
+  nickname: string;
+  online: boolean;
+  created_at: number;
+  updated_at: number;
+  last_seen_at?: number | null;
+}
+
+export interface Message {
+  id: number;
+  user_id: number;
+  source: string;
+  /** Rendered and sanitized by the messages service: the only HTML the client inserts. */
+  html: string;
+  created_at: number;
+  updated_at: number;
+}
+
+export interface ApiResponse<T> {
+  status: number;
+  body: T;
+}
+
+const TIMEOUT_MS = 10000;
+// A limit on how many pages one list refresh follows, so a broken link cannot loop for ever.
+const MAX_PAGES = 50;
+
+export interface CallOptions {
+  token?: string | null;
+  basic?: { username: string; password: string };
+  body?: unknown;
+}
+
+/** Throws only when no answer came (network down, timeout); any HTTP status is returned. */
+export async function call<T = Record<string, unknown>>(
+  method: string,
+  path: string,
+  opts: CallOptions = {},
+): Promise<ApiResponse<T>> {
+  const headers: Record<string, string> = { Accept: 'application/json' };
+  if (opts.token) headers.Authorization = `Bearer ${opts.token}`;
+  if (opts.basic) {
+    const raw = new TextEncoder().encode(`${opts.basic.username}:${opts.basic.password}`);
+    headers.Authorization = `Basic ${btoa(String.fromCharCode(...raw))}`;
+  }
+  if (opts.body !== undefined) headers['Content-Type'] = 'application/json';
+  const res = await fetch(path, {
+    method,
+    headers,
+    body: opts.body === undefined ? undefined : JSON.stringify(opts.body),
+    credentials: 'same-origin',
+    cache: 'no-store',
+    signal: AbortSignal.timeout(TIMEOUT_MS),
+  });
+  const text = await res.text();
+  let body: unknown = {};
+  if (text) {
+    try {
+      body = JSON.parse(text);
+    } catch {
+      body = { error: text.slice(0, 200) };
+    }
+  }
+  return { status: res.status, body: body as T };
+}
+
+export function errorMessage(res: ApiResponse<unknown>): string {
+  const error = (res.body as { error?: unknown } | null)?.error;
+  return typeof error === 'string' ? error : `request failed (${res.status})`;
+}
+
+/**
+ * A list resource (users or messages), changed after `since` when given, following `next` links
+ * when the service pages its answer. Returns the status of the first failing page, if any.
+ */
+export async function fetchList<T>(
+  resource: 'users' | 'messages',
+  since: number | undefined,
+  token: string | null,
+): Promise<{ status: number; items: T[] }> {
+  const items: T[] = [];
+  let path: string | undefined =
+    `/api/${resource}` + (since !== undefined ? `?updated_since=${Math.max(0, since)}` : '');
+  for (let page = 0; path && page < MAX_PAGES; page++) {
+    const res: ApiResponse<Record<string, unknown>> = await call('GET', path, { token });
+    if (res.status !== 200) return { status: res.status, items };
+    const list = res.body[resource];
+    if (Array.isArray(list)) items.push(...(list as T[]));
+    // messages answers `next` when a page is full; `_links.next` is accepted as well.
+    const next = res.body.next ?? (res.body._links as { next?: unknown } | undefined)?.next;
+    // Only same-origin API paths are followed.
+    path = typeof next === 'string' && next.startsWith(`/api/${resource}`) ? next : undefined;
+  }
+  return { status: 200, items };
+}

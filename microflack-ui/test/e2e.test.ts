@@ -1,0 +1,196 @@
+// MicroFlack end to end: the whole platform behind HAProxy, two people chatting in real Chromium,
+// live over Socket.IO and then again with a ui instance that makes browsers poll (NO_SOCKETIO).
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { after, before, describe, it } from 'node:test';
+import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import { waitFor } from '@microflack/common/testing';
+import { startPlatform, type Platform } from './support/platform.js';
+
+const ARTIFACTS = path.resolve(
+  path.dirname(fileURLToPath(import.meta.url)),
+  '../../test-artifacts',
+);
+const MAX_POST_TO_DISPLAY_MS = 2000;
+
+interface Person {
+  nickname: string;
+  password: string;
+  context: BrowserContext;
+  page: Page;
+  /** Every URL the page asked for, to prove nothing comes from outside the platform. */
+  requests: string[];
+}
+
+describe('MicroFlack in a browser', () => {
+  let platform: Platform;
+  let browser: Browser;
+  const people: Person[] = [];
+
+  before(async () => {
+    fs.mkdirSync(ARTIFACTS, { recursive: true });
+    [platform, browser] = await Promise.all([
+      startPlatform(),
+      chromium.launch({
+        executablePath: '/usr/bin/chromium',
+        args: [
+          '--headless',
+          '--no-sandbox',
+          '--disable-gpu',
+          '--disable-quic',
+          '--no-first-run',
+          '--disable-background-networking',
+          '--disable-component-update',
+          '--disable-sync',
+        ],
+      }),
+    ]);
+  });
+
+  after(async () => {
+    for (const p of people) await p.context.close().catch(() => undefined);
+    await browser?.close();
+    await platform?.stop();
+  });
+
+  async function person(
+    prefix: string,
+    viewport: { width: number; height: number },
+  ): Promise<Person> {
+    const context = await browser.newContext({ viewport });
+    const page = await context.newPage();
+    const requests: string[] = [];
+    page.on('request', (req) => requests.push(req.url()));
+    const p: Person = {
+      nickname: `${prefix}${randomBytes(3).toString('hex')}`,
+      password: `pw-${randomBytes(6).toString('hex')}`,
+      context,
+      page,
+      requests,
+    };
+    people.push(p);
+    return p;
+  }
+
+  async function signIn(p: Person, password = p.password): Promise<void> {
+    await p.page.fill('#login-form input[name=nickname]', p.nickname);
+    await p.page.fill('#login-form input[name=password]', password);
+    await p.page.press('#login-form input[name=password]', 'Enter');
+  }
+
+  function participant(page: Page, nickname: string, online: boolean) {
+    return page.locator(`#users li[data-nickname="${nickname}"][data-online="${online}"]`);
+  }
+
+  async function scenario(mode: 'socketio' | 'polling'): Promise<number> {
+    const alice = await person('alice', { width: 1000, height: 700 });
+    const bob = await person('bob', { width: 390, height: 760 }); // a phone
+    for (const p of [alice, bob]) {
+      await p.page.goto(platform.url);
+      assert.equal(await p.page.getAttribute('body', 'data-mode'), mode);
+    }
+    // Unknown nicknames: each registers, then is signed in.
+    await signIn(alice);
+    await alice.page.locator('#post-form').waitFor({ state: 'visible' });
+    await signIn(bob);
+    await bob.page.locator('#post-form').waitFor({ state: 'visible' });
+    assert.equal(await alice.page.textContent('#me'), alice.nickname);
+
+    await participant(alice.page, bob.nickname, true).waitFor({ timeout: 5000 });
+    await participant(bob.page, alice.nickname, true).waitFor({ timeout: 5000 });
+    await participant(alice.page, alice.nickname, true).waitFor({ timeout: 5000 });
+
+    await alice.page.fill('#post-form input[name=source]', 'hello *world*');
+    const posted = Date.now();
+    await alice.page.press('#post-form input[name=source]', 'Enter');
+    const seen = bob.page
+      .locator('#messages li.message', { hasText: 'hello world' })
+      .filter({ has: bob.page.locator('.author', { hasText: alice.nickname }) });
+    await seen.locator('.body em', { hasText: 'world' }).waitFor({ timeout: 10000 });
+    const elapsedMs = Date.now() - posted;
+    console.log(`[${mode}] post to display on the other browser: ${elapsedMs} ms`);
+    assert.ok(elapsedMs <= MAX_POST_TO_DISPLAY_MS, `shown after ${elapsedMs} ms`);
+    assert.equal((await seen.locator('.body').innerText()).trim(), 'hello world');
+    assert.equal(await seen.locator('.author').textContent(), alice.nickname);
+    assert.equal(await alice.page.locator('#post-form input[name=source]').inputValue(), '');
+
+    // Only HTML that the server sanitized is inserted: an event handler never runs.
+    await bob.page.fill(
+      '#post-form input[name=source]',
+      '<img src="/x.png" onerror="window.__pwned=1"> **bold**',
+    );
+    await bob.page.press('#post-form input[name=source]', 'Enter');
+    await alice.page
+      .locator('#messages li.message .body strong', { hasText: 'bold' })
+      .waitFor({ timeout: 5000 });
+    assert.equal(
+      await alice.page.evaluate(() => (window as { __pwned?: number }).__pwned),
+      undefined,
+    );
+
+    const shot = path.join(ARTIFACTS, mode === 'socketio' ? 'chat.png' : 'chat-polling.png');
+    await alice.page.screenshot({ path: shot });
+    await bob.page.screenshot({ path: shot.replace('.png', '-phone.png') });
+    assert.ok(fs.statSync(shot).size > 5000);
+
+    // A phone-sized screen shows everything without sideways scrolling.
+    const overflow = await bob.page.evaluate(
+      () => document.documentElement.scrollWidth - window.innerWidth,
+    );
+    assert.ok(overflow <= 0, `phone layout overflows by ${overflow} px`);
+
+    await alice.page.click('#signout');
+    await alice.page.locator('#login-form').waitFor({ state: 'visible' });
+    await participant(bob.page, alice.nickname, false).waitFor({ timeout: 5000 });
+
+    // A known nickname with a wrong password: an error in the form, still signed out.
+    await signIn({ ...alice, nickname: bob.nickname }, 'not-the-password');
+    await alice.page
+      .locator('#login-error', { hasText: /wrong password/i })
+      .waitFor({ timeout: 5000 });
+    assert.ok(await alice.page.locator('#post-form').isHidden());
+
+    const origin = new URL(platform.url).origin;
+    for (const p of [alice, bob]) {
+      const outside = p.requests.filter(
+        (u) => !u.startsWith(origin + '/') && !u.startsWith('data:'),
+      );
+      assert.deepEqual(outside, [], 'every request stays on the platform');
+      const external = await p.page.evaluate(() =>
+        [...document.querySelectorAll('script[src], link[href]')]
+          .map((e) => e.getAttribute('src') ?? e.getAttribute('href') ?? '')
+          .filter((u) => /^(https?:)?\/\//.test(u)),
+      );
+      assert.deepEqual(external, []);
+    }
+    for (const p of [alice, bob]) await p.context.close();
+    return elapsedMs;
+  }
+
+  it('two people chat live over Socket.IO', { timeout: 60000 }, async () => {
+    await scenario('socketio');
+  });
+
+  it(
+    'the same with NO_SOCKETIO, polling the REST API every second',
+    { timeout: 60000 },
+    async () => {
+      const [live] = platform.instances.ui;
+      assert.ok(live);
+      await platform.stopService('ui', live);
+      await platform.startService('ui', { NO_SOCKETIO: '1' });
+      let polling = 0;
+      await waitFor('only the polling ui to be routed', async () => {
+        const html = await (
+          await fetch(platform.url, { signal: AbortSignal.timeout(2000) })
+        ).text();
+        polling = html.includes('data-mode="polling"') ? polling + 1 : 0;
+        return polling >= 3;
+      });
+      await scenario('polling');
+    },
+  );
+});
