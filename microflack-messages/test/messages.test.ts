@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { bearer, makeToken, startStack, type TestStack } from '@microflack/common/testing';
@@ -421,24 +422,29 @@ describe('updated_model events for messages', () => {
 
   it('are not sent for a refused edit', async () => {
     const sub = await subscribe(stack.redis);
+    const mine = `mine ${randomUUID()}`;
     try {
       const created = await request(t.app)
         .post('/api/messages')
         .set(bearer(t.token(9)))
-        .send({ source: 'mine' });
-      await sub.waitForEvent('create event', (e) => e.model.id === created.body.id);
+        .send({ source: mine });
+      // Other test files publish through the same Redis: an event is ours by id and content.
+      const ours = (e: { model: Record<string, unknown> }) =>
+        e.model.id === created.body.id && e.model.source === mine;
+      await sub.waitForEvent('create event', ours);
       await request(t.app)
         .put(created.headers.location as string)
         .set(bearer(t.token(10)))
         .send({ source: 'x' })
         .expect(403);
       // A later event proves the subscriber is live; none for the refused edit came before it.
-      const marker = await request(t.app)
+      await request(t.app)
         .post('/api/messages')
         .set(bearer(t.token(9)))
-        .send({ source: 'marker' });
-      await sub.waitForEvent('marker event', (e) => e.model.id === marker.body.id);
-      assert.equal(sub.events.filter((e) => e.model.id === created.body.id).length, 1);
+        .send({ source: `marker ${mine}` })
+        .expect(201);
+      await sub.waitForEvent('marker event', (e) => e.model.source === `marker ${mine}`);
+      assert.equal(sub.events.filter(ours).length, 1);
     } finally {
       await sub.close();
     }

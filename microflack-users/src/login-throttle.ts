@@ -30,6 +30,12 @@ interface Entry {
 export interface LoginThrottle {
   /** Milliseconds to wait before another attempt for this nickname from this address; 0 = go. */
   waitMs(nickname: string, address: string): number;
+  /**
+   * waitMs, and when it is 0 the attempt is counted as in flight until release(): parallel guesses
+   * must not all pass the check before the first of them has failed.
+   */
+  acquire(nickname: string, address: string): number;
+  release(nickname: string, address: string): void;
   failed(nickname: string, address: string): void;
   succeeded(nickname: string): void;
 }
@@ -41,6 +47,8 @@ export function createLoginThrottle(
   const o = { ...DEFAULT_THROTTLE, ...opts };
   // Map order is insertion order, refreshed on each failure: the first entries are the stalest.
   const entries = new Map<string, Entry>();
+  // Attempts checked but not yet decided, per key; they count as failures until they are.
+  const inFlight = new Map<string, number>();
 
   function get(key: string, t: number): Entry | undefined {
     const e = entries.get(key);
@@ -51,11 +59,23 @@ export function createLoginThrottle(
     return e;
   }
 
+  const delayMs = (over: number) => Math.min(o.maxDelayMs, o.baseDelayMs * 2 ** Math.min(30, over));
+
   function wait(key: string, free: number, t: number): number {
     const e = get(key, t);
-    if (!e || e.failures < free) return 0;
-    const delay = Math.min(o.maxDelayMs, o.baseDelayMs * 2 ** Math.min(30, e.failures - free));
-    return Math.max(0, e.lastFailureAt + delay - t);
+    const failures = e?.failures ?? 0;
+    const pending = inFlight.get(key) ?? 0;
+    if (failures + pending < free) return 0;
+    // Attempts still being checked decide first; the next one waits as if they had failed.
+    if (pending > 0) return delayMs(failures + pending - free);
+    if (!e) return 0;
+    return Math.max(0, e.lastFailureAt + delayMs(failures - free) - t);
+  }
+
+  function count(key: string, by: number): void {
+    const n = (inFlight.get(key) ?? 0) + by;
+    if (n > 0) inFlight.set(key, n);
+    else inFlight.delete(key);
   }
 
   function bump(key: string, t: number): void {
@@ -70,13 +90,27 @@ export function createLoginThrottle(
     }
   }
 
+  function waitMs(nickname: string, address: string): number {
+    const t = clock();
+    return Math.max(
+      wait(`n:${nickname}`, o.freeFailuresPerNickname, t),
+      wait(`a:${address}`, o.freeFailuresPerAddress, t),
+    );
+  }
+
   return {
-    waitMs(nickname, address) {
-      const t = clock();
-      return Math.max(
-        wait(`n:${nickname}`, o.freeFailuresPerNickname, t),
-        wait(`a:${address}`, o.freeFailuresPerAddress, t),
-      );
+    waitMs,
+    acquire(nickname, address) {
+      const ms = waitMs(nickname, address);
+      if (ms === 0) {
+        count(`n:${nickname}`, 1);
+        count(`a:${address}`, 1);
+      }
+      return ms;
+    },
+    release(nickname, address) {
+      count(`n:${nickname}`, -1);
+      count(`a:${address}`, -1);
     },
     failed(nickname, address) {
       const t = clock();

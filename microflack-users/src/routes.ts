@@ -120,15 +120,23 @@ export function usersRouter(deps: RoutesDeps): Router {
     if (!credentials) throw authRequired();
     const { username, password } = credentials;
     const address = req.ip ?? 'unknown';
-    const waitMs = throttle.waitMs(username, address);
+    const waitMs = throttle.acquire(username, address);
     if (waitMs > 0) {
       throw new HttpError(429, 'too many failed sign-ins, try again later', {
         'Retry-After': String(Math.ceil(waitMs / 1000)),
       });
     }
-    const lookable = username.length > 0 && username.length <= 4 * MAX_NICKNAME_CHARS;
-    const user = lookable ? await findUserByNickname(db, username) : undefined;
-    if (!(await passwords.verify(password, user?.password_hash)) || !user) {
+    let user: UserRow | undefined;
+    let verified: boolean;
+    try {
+      const lookable = username.length > 0 && username.length <= 4 * MAX_NICKNAME_CHARS;
+      user = lookable ? await findUserByNickname(db, username) : undefined;
+      verified = await passwords.verify(password, user?.password_hash);
+    } finally {
+      // Released even when the database fails, or the nickname would stay slowed for good.
+      throttle.release(username, address);
+    }
+    if (!verified || !user) {
       throttle.failed(username, address);
       throw authRequired();
     }
