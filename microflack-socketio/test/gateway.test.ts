@@ -7,7 +7,7 @@ import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { io as connect, type Socket } from 'socket.io-client';
 import { createEvents, createLbClient, createRedis, type Events } from '@microflack/common';
-import { sharedBackends, waitFor } from '@microflack/common/testing';
+import { startRedis, waitFor, type RedisServer } from '@microflack/common/testing';
 import { createApp } from '../src/app.js';
 import { createSocketServer, MAX_PAYLOAD_BYTES } from '../src/gateway.js';
 
@@ -119,9 +119,13 @@ describe('socketio gateway', () => {
   let one: Awaited<ReturnType<typeof startGateway>>;
   let two: Awaited<ReturnType<typeof startGateway>>;
   let events: Events;
+  let ownRedis: RedisServer;
 
   before(async () => {
-    const { redis } = await sharedBackends();
+    // A Redis of its own: the tests check that clients get no updated_model they should not,
+    // and other test files publish theirs through the shared one.
+    ownRedis = await startRedis();
+    const redis = ownRedis.hostPort;
     lb = await startStandInLb();
     one = await startGateway(redis, lb.url);
     two = await startGateway(redis, lb.url);
@@ -132,6 +136,7 @@ describe('socketio gateway', () => {
     await Promise.all([one.close(), two.close()]);
     await events.close();
     await lb.close();
+    await ownRedis.stop();
   });
 
   function token(prefix = 'tok'): string {

@@ -1,4 +1,5 @@
 // Renders haproxy.cfg from the services model and the template an operator can read and edit.
+import { createHash } from 'node:crypto';
 import type { ServicesModel } from './services.js';
 import { renderTemplate, type View } from './template.js';
 
@@ -14,6 +15,12 @@ export interface RenderSettings {
 
 function backendName(service: string): string {
   return `svc_${service}`;
+}
+
+// The address is part of the server's name: HAProxy's saved server state (kept across reloads) is
+// matched by name and would otherwise put an instance restarted on a new port back on its old one.
+function serverName(instance: string, address: string): string {
+  return `${instance}_${createHash('sha1').update(address).digest('hex').slice(0, 8)}`;
 }
 
 export function buildView(model: ServicesModel, s: RenderSettings): View {
@@ -38,7 +45,7 @@ export function buildView(model: ServicesModel, s: RenderSettings): View {
       balance: svc.balance,
       sticky: svc.sticky,
       servers: svc.servers.map((srv) => ({
-        name: srv.name,
+        name: serverName(srv.name, srv.address),
         address: srv.address,
         weight: srv.weight,
         cookie: srv.cookie,

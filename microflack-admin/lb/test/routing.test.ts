@@ -93,6 +93,22 @@ describe('load balancer routing', () => {
     assert.ok((counts.get('w-light') ?? 0) >= 5, 'the light one still gets some');
   });
 
+  it('routes to an instance that comes back under the same name on another port', async () => {
+    const first = await instance('reborn', 'reborn-1', '/api/reborn');
+    await waitRouted(`${lb.url}/api/reborn`, 'reborn-1');
+    // Killed: its key stays until the lease ends; HAProxy marks it DOWN and saves that state.
+    await first.close();
+    await waitFor(
+      'marked down',
+      async () => (await get(`${lb.url}/api/reborn`)).status === 503,
+      10000,
+    );
+    const again = await startBackend('reborn-1-again');
+    backends.push(again);
+    await etcd.put('/services/reborn/upstream/reborn-1').value(again.address);
+    await waitRouted(`${lb.url}/api/reborn`, 'reborn-1-again');
+  });
+
   it('answers 503 for a service with no instance, with its backend options applied', async () => {
     await etcd.put('/services/empty/location').value('/api/empty');
     await etcd.put('/services/empty/backend/balance').value('leastconn');
