@@ -64,7 +64,9 @@ export function createLoginThrottle(
   function wait(key: string, free: number, t: number): number {
     const e = get(key, t);
     const failures = e?.failures ?? 0;
-    const pending = inFlight.get(key) ?? 0;
+    // An address with no failure may have many honest sign-ins in flight (one NAT, the LB itself,
+    // a benchmark); its attempts in flight count only once it has failed. A nickname's always do.
+    const pending = key.startsWith('a:') && failures === 0 ? 0 : (inFlight.get(key) ?? 0);
     if (failures + pending < free) return 0;
     // Attempts still being checked decide first; the next one waits as if they had failed.
     if (pending > 0) return delayMs(failures + pending - free);

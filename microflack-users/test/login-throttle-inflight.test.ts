@@ -30,13 +30,22 @@ describe('createLoginThrottle with attempts in flight', () => {
     assert.equal(th.acquire('ada', 'ip4'), 2000, 'one at a time once over the free count');
   });
 
-  it('holds the address count too', () => {
+  it('holds the address count too, once the address has failed', () => {
     const th = createLoginThrottle(
-      { freeFailuresPerNickname: 100, freeFailuresPerAddress: 1, baseDelayMs: 1000 },
+      { freeFailuresPerNickname: 100, freeFailuresPerAddress: 2, baseDelayMs: 1000 },
       () => 0,
     );
+    th.failed('x', 'ip');
     assert.equal(th.acquire('a', 'ip'), 0);
-    assert.ok(th.acquire('b', 'ip') > 0);
+    assert.ok(th.acquire('b', 'ip') > 0, 'the attempt in flight counts as the second failure');
     assert.equal(th.acquire('b', 'other'), 0);
+  });
+
+  it('does not hold an address without failures by its honest sign-ins in flight', () => {
+    const th = createLoginThrottle(
+      { freeFailuresPerNickname: 5, freeFailuresPerAddress: 2, baseDelayMs: 1000 },
+      () => 0,
+    );
+    for (let i = 0; i < 50; i++) assert.equal(th.acquire(`user${i}`, 'nat'), 0);
   });
 });

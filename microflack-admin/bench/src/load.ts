@@ -8,6 +8,8 @@ export interface LoadSpec {
   body?: string;
   connections: number;
   durationSeconds: number;
+  /** Headers that change from request to request (e.g. rotating credentials). */
+  headersFor?: () => Record<string, string>;
 }
 
 export interface LoadResult {
@@ -17,6 +19,8 @@ export interface LoadResult {
   requests: number;
   errors: number;
   bytesPerResponse: number;
+  /** Count of each non-2xx status seen, to tell throttling from failure. */
+  non2xxStatuses: Record<string, number>;
 }
 
 export async function runLoad(spec: LoadSpec): Promise<LoadResult> {
@@ -25,6 +29,16 @@ export async function runLoad(spec: LoadSpec): Promise<LoadResult> {
     method: spec.method ?? 'GET',
     headers: { 'content-type': 'application/json', ...spec.headers },
     body: spec.body,
+    requests: spec.headersFor
+      ? [
+          {
+            setupRequest: (req) => ({
+              ...req,
+              headers: { ...req.headers, ...spec.headersFor?.() },
+            }),
+          },
+        ]
+      : undefined,
     connections: spec.connections,
     duration: spec.durationSeconds,
     timeout: 10,
@@ -38,5 +52,10 @@ export async function runLoad(spec: LoadSpec): Promise<LoadResult> {
     // Anything but a 2xx is an error here: a rejected request is not throughput.
     errors: result.errors + result.timeouts + result.non2xx,
     bytesPerResponse: answered > 0 ? Math.round(result.throughput.total / answered) : 0,
+    non2xxStatuses: Object.fromEntries(
+      Object.entries(result.statusCodeStats ?? {})
+        .filter(([code]) => !code.startsWith('2'))
+        .map(([code, v]) => [code, (v as { count: number }).count]),
+    ),
   };
 }

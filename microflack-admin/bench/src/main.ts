@@ -9,7 +9,7 @@ import { measureGrowth } from './growth.js';
 import { measureFanout, measureRegistration, measureRevocation, type Spread } from './live.js';
 import { runLoad, type LoadResult } from './load.js';
 import { ADMIN_DIR, bringUp, rssMb, type Platform } from './platform.js';
-import { createApi, seed } from './seed.js';
+import { createApi, seed, waitSettled } from './seed.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -20,6 +20,7 @@ const { values: args } = parseArgs({
     big: { type: 'boolean', default: false },
     out: { type: 'string' },
     'write-md': { type: 'boolean', default: false },
+    'no-install': { type: 'boolean', default: false },
     help: { type: 'boolean', short: 'h', default: false },
   },
 });
@@ -29,7 +30,8 @@ if (args.help) {
 Brings up a platform on a temporary MICROFLACK_HOME (or uses the one at --lb), seeds 50 users and
 200 messages, measures every path through HAProxy against its ceiling, prints a table and writes JSON.
   --duration S  seconds per load run (default 15)      --smoke  a few seconds per path, small sizes
-  --big         also the 1M-message growth case         --write-md  write BENCHMARKS.md at the top`);
+  --big         also the 1M-message growth case         --write-md  write BENCHMARKS.md at the top
+  --no-install  run mfup --no-install (use the checkout's build as it is)`);
   process.exit(0);
 }
 
@@ -51,7 +53,7 @@ interface Row extends LoadResult {
 const step = (s: string) => console.log(`==> ${s}`);
 
 async function main(): Promise<void> {
-  const platform = await bringUp({ lb: args.lb, etcd: args.etcd });
+  const platform = await bringUp({ lb: args.lb, etcd: args.etcd, install: !args['no-install'] });
   try {
     await benchmark(platform);
   } finally {
@@ -71,11 +73,8 @@ async function benchmark(platform: Platform): Promise<void> {
   for (const [name, pid] of pids) memory[name] = { idleMb: rssMb(pid) };
 
   step('seeding 50 users and 200 messages');
-  const seeded = await seed(api, smoke ? 10 : 50, smoke ? 40 : 200);
+  const seeded = await seed(api, 50, smoke ? 40 : 200);
   const bearer = { Authorization: `Bearer ${seeded.token}` };
-  const basic = {
-    Authorization: `Basic ${Buffer.from(`${seeded.nickname}:${seeded.password}`).toString('base64')}`,
-  };
 
   const rows: Row[] = [];
   const sizes = new Map<string, number>();
@@ -84,6 +83,7 @@ async function benchmark(platform: Platform): Promise<void> {
     spec: Omit<Parameters<typeof runLoad>[0], 'connections' | 'durationSeconds'>,
   ) => {
     for (const c of concurrencies) {
+      await waitSettled(api);
       step(`${label} at concurrency ${c} for ${seconds} s`);
       const r = await runLoad({ ...spec, connections: c, durationSeconds: seconds });
       rows.push({ path: label, concurrency: c, ...r });
@@ -99,10 +99,17 @@ async function benchmark(platform: Platform): Promise<void> {
     body: JSON.stringify({ source: 'load *test* message' }),
   });
   await load('GET /api/users', { url: `${platform.lb}/api/users` });
+  // Sign-ins rotate over the seeded users, as many people signing in would (one nickname's
+  // attempts in flight are throttled, to slow guessing).
+  let next = 0;
   await load('POST /api/tokens', {
     url: `${platform.lb}/api/tokens`,
     method: 'POST',
-    headers: basic,
+    headersFor: () => {
+      const nickname = seeded.nicknames[next++ % seeded.nicknames.length] as string;
+      const basic = Buffer.from(`${nickname}:${seeded.password}`).toString('base64');
+      return { Authorization: `Basic ${basic}` };
+    },
   });
 
   // Ceilings: a trivial server with a same-size body behind the same HAProxy.
@@ -139,6 +146,7 @@ async function benchmark(platform: Platform): Promise<void> {
     memory[name] = { ...memory[name], afterLoadMb: rssMb(pid) };
   }
 
+  await waitSettled(api);
   step('live paths: revocation everywhere');
   const live: Record<string, Spread | Array<Spread & { clients: number }>> = {};
   live.revocation = await measureRevocation(api, seeded.nickname, seeded.password, smoke ? 3 : 20);
@@ -149,6 +157,7 @@ async function benchmark(platform: Platform): Promise<void> {
   const fanout: Array<Spread & { clients: number }> = [];
   for (const clients of smoke ? [1, 10] : [1, 100, 1000]) {
     step(`live paths: post_message to updated_model at ${clients} clients`);
+    await waitSettled(api);
     fanout.push(await measureFanout(platform.lb, seeded.token, clients, smoke ? 5 : 30));
   }
   live.fanout = fanout;
@@ -170,8 +179,10 @@ async function benchmark(platform: Platform): Promise<void> {
       connections: 32,
       durationSeconds: seconds,
     };
+    await waitSettled(api);
     const one = await runLoad(post);
     await platform.mf('mfrun', 'messages', '--count', '1');
+    await waitSettled(api);
     const two = await runLoad(post);
     results.scaleOut = {
       oneInstance: one,

@@ -97,7 +97,11 @@ function fromHome(home: string, env: NodeJS.ProcessEnv, owned: boolean): Platfor
   };
 }
 
-export async function bringUp(opts: { lb?: string; etcd?: string }): Promise<Platform> {
+export async function bringUp(opts: {
+  lb?: string;
+  etcd?: string;
+  install?: boolean;
+}): Promise<Platform> {
   if (opts.lb) {
     const home = process.env.MICROFLACK_HOME ?? path.join(os.homedir(), '.microflack');
     const p = fromHome(home, process.env, false);
@@ -106,7 +110,14 @@ export async function bringUp(opts: { lb?: string; etcd?: string }): Promise<Pla
   const home = fs.mkdtempSync(path.join(os.tmpdir(), 'mfbench-'));
   const env = { ...process.env, MICROFLACK_HOME: home, MICROFLACK_PORT: String(await freePort()) };
   console.log(`==> bringing up a platform in ${home} with mfup`);
-  await streamed('mfup', [], env);
+  const platform = fromHome(home, env, true);
+  try {
+    await streamed('mfup', opts.install === false ? ['--no-install'] : [], env);
+  } catch (err) {
+    // Whatever mfup started before it failed must not outlive the benchmark.
+    await platform.stop().catch(() => undefined);
+    throw err;
+  }
   return fromHome(home, env, true);
 }
 

@@ -41,6 +41,7 @@ export interface Seeded {
   nickname: string;
   password: string;
   token: string;
+  nicknames: string[];
 }
 
 export async function seed(api: Api, users: number, messages: number): Promise<Seeded> {
@@ -70,5 +71,29 @@ export async function seed(api: Api, users: number, messages: number): Promise<S
       ),
     );
   }
-  return { nickname, password, token };
+  return { nickname, password, token, nicknames };
+}
+
+/** Waits until every service answers through the LB (after a CPU-heavy step, health checks may
+ * have taken instances out for a moment). */
+export async function waitSettled(api: Api, timeoutMs = 30000): Promise<void> {
+  const probes: Array<[string, RequestInit, number]> = [
+    ['/api/users', {}, 200],
+    ['/api/messages?limit=1', {}, 200],
+    ['/api/tokens', {}, 401],
+    ['/socket.io/?EIO=4&transport=polling', {}, 200],
+    ['/', {}, 200],
+  ];
+  const deadline = Date.now() + timeoutMs;
+  for (const [path, init, status] of probes) {
+    for (;;) {
+      const got = await api.fetch(path, init).then(
+        async (r) => (await r.arrayBuffer(), r.status),
+        () => 0,
+      );
+      if (got === status) break;
+      if (Date.now() > deadline) throw new Error(`${path} answered ${got}, not ${status}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
 }

@@ -1,0 +1,61 @@
+// A short run of mfbench (a few seconds per path) so the benchmark cannot rot; figures are not asserted.
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+
+const mfbench = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../bin/mfbench');
+
+describe('mfbench --smoke', () => {
+  it('brings up a platform, measures every path and writes complete results', async () => {
+    const out = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'mfbench-test-')), 'results.json');
+    const output = await new Promise<string>((resolve, reject) => {
+      execFile(
+        mfbench,
+        ['--smoke', '--no-install', '--out', out],
+        { timeout: 8 * 60 * 1000, maxBuffer: 64 * 2 ** 20 },
+        (err, stdout, stderr) =>
+          err
+            ? reject(new Error(`${err.message}\n${stdout.slice(-4000)}\n${stderr.slice(-4000)}`))
+            : resolve(stdout),
+      );
+    });
+    assert.match(output, /\| path \| conc\. \| req\/s/);
+    const results = JSON.parse(fs.readFileSync(out, 'utf8'));
+    const paths = new Set(results.load.map((r: { path: string }) => r.path));
+    for (const p of [
+      'GET /api/messages',
+      'GET /api/messages (token)',
+      'POST /api/messages',
+      'GET /api/users',
+      'POST /api/tokens',
+    ]) {
+      assert.ok(paths.has(p), `measured ${p}`);
+    }
+    for (const row of results.load) {
+      assert.ok(row.requests > 0, `${row.path} at ${row.concurrency} sent requests`);
+      assert.equal(
+        row.errors,
+        0,
+        `${row.path} at ${row.concurrency}: ${JSON.stringify(row.non2xxStatuses)}`,
+      );
+      if (!row.path.startsWith('ceiling'))
+        assert.ok(row.ceilingRps > 0, `${row.path} has a ceiling`);
+    }
+    assert.ok(results.bcrypt.hashesPerSecond > 0);
+    assert.equal(results.live.revocation.samples, 3);
+    assert.equal(results.live.registration.samples, 2);
+    assert.deepEqual(
+      results.live.fanout.map((f: { clients: number }) => f.clients),
+      [1, 10],
+    );
+    assert.equal(results.growth[0].stored, 1000);
+    assert.ok(results.scaleOut.twoInstances.requests > 0);
+    const services = Object.keys(results.memory).map((k) => k.replace(/-[0-9a-f]+$/, ''));
+    for (const s of ['users', 'tokens', 'messages', 'socketio', 'ui'])
+      assert.ok(services.includes(s), `RSS of ${s}`);
+  });
+});
