@@ -1,7 +1,7 @@
 // A knex instance from DATABASE_URL (MariaDB via mysql2, or an embedded SQLite file), migrated at start.
 import fs from 'node:fs';
 import path from 'node:path';
-import knexFactory, { type Knex } from 'knex';
+import type { Knex } from 'knex';
 import { logger } from './log.js';
 
 const log = logger.child({ module: 'db' });
@@ -60,6 +60,8 @@ export async function openDb(
   opts: { databaseUrl?: string; home: string; service: string },
   migrations: Migration[],
 ): Promise<Knex> {
+  // Loaded here, not at import: services without a database do not pay its memory.
+  const { default: knexFactory } = await import('knex');
   const db = knexFactory(knexConfig(opts.databaseUrl, opts.home, opts.service));
   await migrate(db, migrations);
   return db;

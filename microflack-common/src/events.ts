@@ -60,6 +60,10 @@ export function createEvents(redisHostPort: string | undefined): Events {
       emitter.emit('updated_model', { class: cls, model });
     },
     async ping() {
+      // A health check wants the state now: a ping queued until a lost Redis returns says nothing.
+      if (['reconnecting', 'close', 'end'].includes(redis.status)) {
+        throw new Error(`redis ${redis.status}`);
+      }
       await redis.ping();
     },
     async close() {

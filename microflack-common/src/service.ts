@@ -13,7 +13,10 @@ import { register, type RegisteredInstance } from './registry.js';
 const log = logger.child({ module: 'service' });
 
 export const JSON_BODY_LIMIT = '64kb';
-const HEALTH_CHECK_TIMEOUT_MS = 1000;
+// Well under HAProxy's check timeout (its 1 s `inter`): a slow dependency check (Redis or etcd
+// away, a ping waiting in a reconnect queue) must not make the whole check time out, or HAProxy
+// takes every instance out over a dependency that is not even critical.
+const HEALTH_CHECK_TIMEOUT_MS = 400;
 const DRAIN_TIMEOUT_MS = 10000;
 
 /** A reachability check; critical ones make /healthz answer 503 (HAProxy then stops routing here). */
