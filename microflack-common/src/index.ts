@@ -12,3 +12,4 @@ export * from './events.js';
 export * from './db.js';
 export * from './service.js';
 export * from './platform.js';
+export * from './json-cache.js';

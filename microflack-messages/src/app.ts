@@ -15,6 +15,8 @@ export interface Deps {
   auth: Auth;
   events: Events;
   previews?: PreviewSettings;
+  /** Bytes of serialised messages each instance keeps for the list. */
+  jsonCacheBytes?: number;
   /** More /healthz checks, e.g. the platform's etcd and Redis. */
   health?: Record<string, HealthCheck>;
 }

@@ -53,9 +53,21 @@ export interface ListQuery {
   after?: { updatedAt: number; id: number };
 }
 
-export async function listMessages(db: Knex, q: ListQuery): Promise<MessageRow[]> {
-  const query = db<MessageRow>('messages')
-    .select(...COLUMNS)
+/** A listed message: where it sorts, and which version of it is current. */
+export interface MessageKey {
+  id: number;
+  updated_at: number;
+  version: number;
+}
+
+/**
+ * The list, as keys only: answered from the (updated_at, id, version) or (user_id, updated_at, id,
+ * version) index alone, without reading the rows. The rows come from findMessagesByIds, for the
+ * versions not already serialised.
+ */
+export async function listMessageKeys(db: Knex, q: ListQuery): Promise<MessageKey[]> {
+  const query = db<MessageKey>('messages')
+    .select('id', 'updated_at', 'version')
     .where('updated_at', '>=', q.since)
     .orderBy([
       { column: 'updated_at', order: 'asc' },
@@ -74,6 +86,24 @@ export async function listMessages(db: Knex, q: ListQuery): Promise<MessageRow[]
   }
   if (q.limit !== undefined) query.limit(q.limit);
   return query;
+}
+
+// Bound on the ids in one `IN (...)` (SQLite allows 32766 variables; MariaDB has no small limit).
+const IDS_PER_QUERY = 1000;
+
+/** The rows with these ids, each with the version it is read at (which may be newer than listed). */
+export async function findMessagesByIds(
+  db: Knex,
+  ids: number[],
+): Promise<Array<MessageRow & { version: number }>> {
+  const out: Array<MessageRow & { version: number }> = [];
+  for (let i = 0; i < ids.length; i += IDS_PER_QUERY) {
+    const rows = await db<MessageRow & { version: number }>('messages')
+      .select(...COLUMNS, 'version')
+      .whereIn('id', ids.slice(i, i + IDS_PER_QUERY));
+    out.push(...rows);
+  }
+  return out;
 }
 
 export async function insertMessage(

@@ -3,15 +3,18 @@ import { Router } from 'express';
 import { HttpError, type Auth, type Events, type Knex } from '@microflack/common';
 import {
   findMessage,
+  findMessagesByIds,
   insertMessage,
-  listMessages,
+  listMessageKeys,
   messageUrl,
   nowSeconds,
   SECONDS_PER_DAY,
   toJson,
   updateSource,
   type ListQuery,
+  type MessageKey,
 } from './messages.js';
+import { createRowJsonCache, joinJson, type RowJsonCache } from '@microflack/common';
 import type { Previewer } from './previewer.js';
 import { renderMarkdown } from './render.js';
 
@@ -23,7 +26,12 @@ export interface RouteDeps {
   auth: Auth;
   events: Events;
   previewer: Previewer;
+  /** Bytes of serialised messages kept for the list (default DEFAULT_JSON_CACHE_BYTES). */
+  jsonCacheBytes?: number;
 }
+
+// Some 60,000 typical messages: far more than a day's list, well inside the memory budget.
+export const DEFAULT_JSON_CACHE_BYTES = 16 * 1024 * 1024;
 
 const INTEGER = /^-?\d{1,15}$/;
 const ID = /^[1-9]\d{0,14}$/;
@@ -107,21 +115,78 @@ function parseSource(body: unknown): string {
   return source;
 }
 
-export function messagesRouter({ db, auth, events, previewer }: RouteDeps): Router {
+export function messagesRouter({
+  db,
+  auth,
+  events,
+  previewer,
+  jsonCacheBytes = DEFAULT_JSON_CACHE_BYTES,
+}: RouteDeps): Router {
   const router = Router();
+  const cache: RowJsonCache = createRowJsonCache(jsonCacheBytes);
+
+  /**
+   * Each listed message's JSON: kept if its version is, else read (at its current version).
+   * `exact` is false when a row was read at a newer version than listed, or was gone.
+   */
+  async function serialised(keys: MessageKey[]): Promise<{ parts: Buffer[]; exact: boolean }> {
+    const parts: Array<Buffer | undefined> = keys.map((k) => cache.get(k.id, k.version));
+    const missing = keys.filter((_, i) => parts[i] === undefined).map((k) => k.id);
+    if (missing.length === 0) return { parts: parts as Buffer[], exact: true };
+    const rows = new Map((await findMessagesByIds(db, missing)).map((m) => [m.id, m]));
+    let exact = true;
+    for (let i = 0; i < keys.length; i++) {
+      if (parts[i] !== undefined) continue;
+      const key = keys[i] as MessageKey;
+      const row = rows.get(key.id);
+      // Gone since it was listed (no route deletes, but a row may be removed by hand): left out.
+      if (!row) {
+        exact = false;
+        continue;
+      }
+      // Kept under the version it was read at, which may be newer than the listed one: the
+      // bytes always match the version they are kept under.
+      const json = Buffer.from(JSON.stringify(toJson(row)));
+      cache.set(row.id, row.version, json);
+      if (row.version !== key.version) exact = false;
+      parts[i] = json;
+    }
+    return { parts: parts.filter((p): p is Buffer => p !== undefined), exact };
+  }
+
+  // The last whole answer, by the keys and tail it was built from: every poll of an unchanged list
+  // gets it again without even joining. The bytes of (id, version) never change, so equal keys
+  // mean equal bytes.
+  let last: { keys: MessageKey[]; tail: string; body: Buffer } | undefined;
+  function sameAsLast(keys: MessageKey[], tail: string): Buffer | undefined {
+    if (!last || last.tail !== tail || last.keys.length !== keys.length) return undefined;
+    for (let i = 0; i < keys.length; i++) {
+      const a = keys[i] as MessageKey;
+      const b = last.keys[i] as MessageKey;
+      if (a.id !== b.id || a.version !== b.version) return undefined;
+    }
+    return last.body;
+  }
 
   router.get('/', auth.tokenOptional, async (req, res) => {
     const query = req.query as Record<string, unknown>;
     const q = parseListQuery(query);
-    const rows = await listMessages(db, q);
-    const body: { messages: ReturnType<typeof toJson>[]; next?: string } = {
-      messages: rows.map(toJson),
-    };
-    const last = rows[rows.length - 1];
-    if (q.limit !== undefined && rows.length === q.limit && last) {
-      body.next = nextPageUrl(q, query.updated_since as string | undefined, last);
+    const keys = await listMessageKeys(db, q);
+    let tail = ']}';
+    const lastKey = keys[keys.length - 1];
+    if (q.limit !== undefined && keys.length === q.limit && lastKey) {
+      const next = nextPageUrl(q, query.updated_since as string | undefined, lastKey);
+      tail = `],"next":${JSON.stringify(next)}}`;
     }
-    res.json(body);
+    let body = sameAsLast(keys, tail);
+    if (!body) {
+      const { parts, exact } = await serialised(keys);
+      body = joinJson('{"messages":[', parts, tail);
+      if (exact) last = { keys, tail, body };
+    }
+    // The same bytes res.json would send for { messages, next }, without serialising them again.
+    res.set('Content-Type', 'application/json; charset=utf-8');
+    res.send(body);
   });
 
   router.post('/', auth.tokenRequired, async (req, res) => {

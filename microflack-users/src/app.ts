@@ -20,6 +20,8 @@ export interface Deps {
   /** bcrypt cost; 10 or more. */
   bcryptRounds?: number;
   throttle?: Partial<ThrottleOptions>;
+  /** Bytes of serialised users each instance keeps for the list. */
+  jsonCacheBytes?: number;
 }
 
 export function createApp(deps: Deps): Express {
@@ -37,6 +39,7 @@ export function createApp(deps: Deps): Express {
         events: deps.events,
         passwords: createPasswords(Math.max(10, deps.bcryptRounds ?? 11)),
         throttle: createLoginThrottle(deps.throttle),
+        jsonCacheBytes: deps.jsonCacheBytes,
       }),
     );
   });

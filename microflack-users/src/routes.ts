@@ -13,15 +13,18 @@ import { MAX_PASSWORD_BYTES, type Passwords } from './passwords.js';
 import {
   findUserById,
   findUserByNickname,
+  findUsersByIds,
   insertUser,
-  listUsers,
+  listUserKeys,
   markOffline,
   markSeen,
   NicknameTakenError,
   toJson,
   updateUser,
+  type UserKey,
   type UserRow,
 } from './users.js';
+import { createRowJsonCache, joinJson } from '@microflack/common';
 
 export interface RoutesDeps {
   db: Knex;
@@ -29,7 +32,12 @@ export interface RoutesDeps {
   events: Events;
   passwords: Passwords;
   throttle: LoginThrottle;
+  /** Bytes of serialised users kept for the list (default DEFAULT_JSON_CACHE_BYTES). */
+  jsonCacheBytes?: number;
 }
+
+// Some 20,000 users' JSON.
+export const DEFAULT_JSON_CACHE_BYTES = 4 * 1024 * 1024;
 
 export const MAX_NICKNAME_CHARS = 32;
 // Half a UTF-16 pair: not text, and MariaDB refuses to store it.
@@ -96,6 +104,25 @@ function queryString(req: Request, name: string): string | undefined {
 export function usersRouter(deps: RoutesDeps): Router {
   const { db, auth, events, passwords, throttle } = deps;
   const router = Router();
+  const cache = createRowJsonCache(deps.jsonCacheBytes ?? DEFAULT_JSON_CACHE_BYTES);
+
+  /** Each listed user's JSON: kept if its version is, else read (at its current version). */
+  async function serialised(keys: UserKey[]): Promise<Buffer[]> {
+    const parts: Array<Buffer | undefined> = keys.map((k) => cache.get(k.id, k.version));
+    const missing = keys.filter((_, i) => parts[i] === undefined).map((k) => k.id);
+    if (missing.length === 0) return parts as Buffer[];
+    const rows = new Map((await findUsersByIds(db, missing)).map((u) => [Number(u.id), u]));
+    for (let i = 0; i < keys.length; i++) {
+      if (parts[i] !== undefined) continue;
+      const row = rows.get((keys[i] as UserKey).id);
+      if (!row) continue; // gone since it was listed
+      // Kept under the version it was read at (maybe newer than listed): bytes match their key.
+      const json = Buffer.from(JSON.stringify(toJson(row)));
+      cache.set(Number(row.id), Number(row.version), json);
+      parts[i] = json;
+    }
+    return parts.filter((p): p is Buffer => p !== undefined);
+  }
 
   function emit(user: UserRow): void {
     events.emitUpdatedModel('User', toJson(user));
@@ -179,8 +206,10 @@ export function usersRouter(deps: RoutesDeps): Router {
       }
       filter.updatedSince = Number(since);
     }
-    const users = await listUsers(db, filter);
-    res.json({ users: users.map(toJson) });
+    const parts = await serialised(await listUserKeys(db, filter));
+    // The same bytes res.json would send for { users }, without serialising them again.
+    res.set('Content-Type', 'application/json; charset=utf-8');
+    res.send(joinJson('{"users":[', parts, ']}'));
   });
 
   // The /me routes come before /:id, which would otherwise take "me" for an id.

@@ -26,7 +26,7 @@ export function now(): number {
 }
 
 // The hash never leaves this function's input.
-export function toJson(u: UserRow): UserJson {
+export function toJson(u: Omit<UserRow, 'password_hash'>): UserJson {
   return {
     id: Number(u.id),
     created_at: Number(u.created_at),
@@ -50,17 +50,59 @@ export async function findUserByNickname(db: Knex, nickname: string): Promise<Us
   return db<UserRow>('users').where({ nickname }).first();
 }
 
-export async function listUsers(
-  db: Knex,
-  filter: { online?: boolean; updatedSince?: number },
-): Promise<UserRow[]> {
-  const q = db<UserRow>('users').orderBy([
-    { column: 'updated_at', order: 'asc' },
-    { column: 'nickname', order: 'asc' },
-  ]);
+export interface UserFilter {
+  online?: boolean;
+  updatedSince?: number;
+}
+
+/** A listed user: which version of its row is current. */
+export interface UserKey {
+  id: number;
+  version: number;
+}
+
+/**
+ * The list, as keys only, in the list's (updated_at, nickname) order; the rows come from
+ * findUsersByIds for the versions not already serialised.
+ */
+export async function listUserKeys(db: Knex, filter: UserFilter): Promise<UserKey[]> {
+  const q = db('users')
+    .select<UserKey[]>('id', 'version')
+    .orderBy([
+      { column: 'updated_at', order: 'asc' },
+      { column: 'nickname', order: 'asc' },
+    ]);
   if (filter.online !== undefined) q.where({ online: filter.online ? 1 : 0 });
   if (filter.updatedSince !== undefined) q.where('updated_at', '>', filter.updatedSince);
-  return q;
+  const rows = await q;
+  // MariaDB and SQLite both answer numbers here, but the cache compares with ===.
+  return rows.map((r) => ({ id: Number(r.id), version: Number(r.version) }));
+}
+
+// Bound on the ids in one `IN (...)` (SQLite allows 32766 variables).
+const IDS_PER_QUERY = 1000;
+
+/** A row as the list needs it: never the password hash. */
+export type ListedUser = Omit<UserRow, 'password_hash'> & { version: number };
+
+/** The rows with these ids, each with the version it is read at (which may be newer than listed). */
+export async function findUsersByIds(db: Knex, ids: number[]): Promise<ListedUser[]> {
+  const out: ListedUser[] = [];
+  for (let i = 0; i < ids.length; i += IDS_PER_QUERY) {
+    const rows = await db('users')
+      .select<ListedUser[]>(
+        'id',
+        'created_at',
+        'updated_at',
+        'last_seen_at',
+        'nickname',
+        'online',
+        'version',
+      )
+      .whereIn('id', ids.slice(i, i + IDS_PER_QUERY));
+    out.push(...rows);
+  }
+  return out;
 }
 
 export class NicknameTakenError extends Error {
