@@ -48,9 +48,24 @@ describe('events', () => {
     const client = connect(srv.url, { transports: ['websocket'] });
     await nextEvent(client, 'connect');
     const events = createEvents(redis);
-    const received = nextEvent(client, 'updated_model');
-    events.emitUpdatedModel('Message', { id: 1, source: 'hi' });
-    assert.deepEqual(await received, { class: 'Message', model: { id: 1, source: 'hi' } });
+    // Other test files publish through the same Redis: ours is the one with this source.
+    const source = `hi ${Date.now()} ${Math.random()}`;
+    const received = new Promise<unknown>((resolve, reject) => {
+      const deadline = setTimeout(() => reject(new Error('no updated_model in 5 s')), 5000);
+      client.on('updated_model', (data: { model?: { source?: string } }) => {
+        if (data?.model?.source !== source) return;
+        clearTimeout(deadline);
+        resolve(data);
+      });
+    });
+    // The adapter subscribes to Redis asynchronously; publish until the subscription is live.
+    const timer = setInterval(() => events.emitUpdatedModel('Message', { id: 1, source }), 100);
+    events.emitUpdatedModel('Message', { id: 1, source });
+    try {
+      assert.deepEqual(await received, { class: 'Message', model: { id: 1, source } });
+    } finally {
+      clearInterval(timer);
+    }
     client.close();
     await events.close();
     await srv.close();

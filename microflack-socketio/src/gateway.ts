@@ -87,6 +87,18 @@ export function createSocketServer({ lb, pub, sub }: GatewayDeps): Server {
     adapter: createAdapter(pub, sub),
   });
 
+  // Redis pub/sub keeps nothing: events published while this instance's subscription was down are
+  // gone, and its clients, still connected, would never know. Once the subscription is back every
+  // client is made to reconnect; clients fetch what changed (updated_since) on each connect.
+  let subscriptionLost = false;
+  sub.on('close', () => (subscriptionLost = true));
+  sub.on('ready', () => {
+    if (!subscriptionLost) return;
+    subscriptionLost = false;
+    log.info({ clients: io.sockets.sockets.size }, 'redis back: clients reconnect to resync');
+    for (const socket of io.sockets.sockets.values()) socket.conn.close();
+  });
+
   function expired(socket: Socket, token: string): void {
     if ((socket.data as SocketData).token === token) delete (socket.data as SocketData).token;
     socket.emit('expired_token');

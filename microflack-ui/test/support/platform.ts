@@ -2,17 +2,21 @@
 // service as a built process (node dist/main.js) pointed at real etcd, Redis and MariaDB.
 import fs from 'node:fs';
 import path from 'node:path';
+import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
+import mysql from 'mysql2/promise';
 import { startTestLoadBalancer } from '@microflack/admin/lb/testing';
 import {
   createTestDatabase,
   startEtcd,
+  startMariadb,
   startRedis,
   startServiceProcess,
   tempDir,
   TEST_JWT_SECRET_KEY,
   waitFor,
   type EtcdServer,
+  type MariadbServer,
   type RedisServer,
   type ServiceProcess,
 } from '@microflack/common/testing';
@@ -27,6 +31,10 @@ export interface PlatformOptions {
   services?: ServiceName[];
   /** Extra environment per service, e.g. `{ ui: { NO_SOCKETIO: '1' } }`. */
   env?: Partial<Record<ServiceName, NodeJS.ProcessEnv>>;
+  /** A MariaDB of the platform's own (to stop and restart it) instead of the shared one. */
+  ownMariadb?: boolean;
+  /** Password of HAProxy's stats page (user admin) at /stats. */
+  statsPassword?: string;
 }
 
 export interface Platform {
@@ -34,6 +42,8 @@ export interface Platform {
   url: string;
   etcd: EtcdServer;
   redis: RedisServer;
+  /** Set with the ownMariadb option. */
+  mariadb?: MariadbServer;
   /** Running instances by service, in start order. */
   instances: Record<ServiceName, ServiceProcess[]>;
   /** Starts one more instance and waits until the load balancer routes to the service. */
@@ -66,13 +76,18 @@ const probes: Record<
  */
 export async function startPlatform(opts: PlatformOptions = {}): Promise<Platform> {
   const dir = tempDir('platform');
+  const mariadb = opts.ownMariadb
+    ? await startMariadb(fs.mkdtempSync(path.join(dir, 'mariadb-')))
+    : undefined;
+  const database = (prefix: string) =>
+    mariadb ? createDatabaseOn(mariadb.rootUrl, prefix) : createTestDatabase(prefix);
   const [etcd, redis, usersDb, messagesDb] = await Promise.all([
     startEtcd(fs.mkdtempSync(path.join(dir, 'etcd-'))),
     startRedis(fs.mkdtempSync(path.join(dir, 'redis-'))),
-    createTestDatabase('users'),
-    createTestDatabase('messages'),
+    database('users'),
+    database('messages'),
   ]);
-  const lb = await startTestLoadBalancer({ etcd: etcd.url });
+  const lb = await startTestLoadBalancer({ etcd: etcd.url, statsPassword: opts.statsPassword });
   const instances: Record<ServiceName, ServiceProcess[]> = {
     users: [],
     tokens: [],
@@ -154,6 +169,7 @@ export async function startPlatform(opts: PlatformOptions = {}): Promise<Platfor
     url: lb.url,
     etcd,
     redis,
+    mariadb,
     instances,
     startService,
     async stopService(name, instance) {
@@ -173,7 +189,7 @@ export async function startPlatform(opts: PlatformOptions = {}): Promise<Platfor
           .map((i) => i.stop()),
       );
       await lb.stop();
-      await Promise.all([etcd.stop(), redis.stop()]);
+      await Promise.all([etcd.stop(), redis.stop(), mariadb?.stop()]);
       fs.rmSync(dir, { recursive: true, force: true });
     },
   };
@@ -185,4 +201,17 @@ export async function startPlatform(opts: PlatformOptions = {}): Promise<Platfor
     throw new Error(`${(err as Error).message}\n${logs}`, { cause: err });
   }
   return platform;
+}
+
+async function createDatabaseOn(rootUrl: string, prefix: string): Promise<string> {
+  const name = `${prefix}_${randomBytes(4).toString('hex')}`;
+  const conn = await mysql.createConnection({ uri: rootUrl, connectTimeout: 5000 });
+  try {
+    await conn.query(
+      `CREATE DATABASE \`${name}\` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci`,
+    );
+  } finally {
+    await conn.end();
+  }
+  return `${rootUrl}/${name}`;
 }

@@ -1,0 +1,426 @@
+// Continuous mixed load through the load balancer, as well-behaved clients make it, with every
+// failure counted and every acknowledged message followed to the database and to the sockets.
+//
+// Retry rules (what a careful client does, and what the figures "after retries" include):
+// - GET: retried on a connection error of any kind (refused, reset, timeout) and on 502, 503 and
+//   504, up to MAX_TRIES attempts with exponential backoff: reading twice does no harm.
+// - POST (messages and tokens): retried only when nothing can have happened: on 503 (HAProxy with
+//   no instance up, or a service refusing before doing any work) and on a refused connection.
+//   A reset, a timeout or a 502 after a POST is a failure: the message may or may not exist.
+// Every failed attempt counts as a raw failure; a request fails after retries when its last
+// attempt failed.
+import { io, type Socket } from 'socket.io-client';
+
+export const MAX_TRIES = 5;
+const BACKOFF_BASE_MS = 100;
+const BACKOFF_MAX_MS = 2000;
+// Longer than the slow-instance fault (15 s): what waits on a stopped instance is counted, not cut.
+const REQUEST_TIMEOUT_MS = 20000;
+export const SLOW_MS = 3000;
+
+export type Kind = 'getMessages' | 'postMessage' | 'postToken';
+
+export interface KindStats {
+  /** Requests made (each may take several attempts). */
+  sent: number;
+  attempts: number;
+  /** Attempts that failed: an error, or an answer other than the expected status. */
+  rawFailures: number;
+  /** Requests whose last attempt failed. */
+  failedAfterRetries: number;
+  /** Slowest attempt, in ms. */
+  maxMs: number;
+}
+
+export interface Login {
+  nickname: string;
+  password: string;
+  token: string;
+}
+
+export interface LoadOptions {
+  url: string;
+  logins: Login[];
+  /** Requests per second, all kinds together, on a clock (slow answers do not slow the load). */
+  ratePerSecond: number;
+  /** Share of each kind; the rest of 1 after tokens and posts is GETs. */
+  postShare?: number;
+  tokenShare?: number;
+  sockets?: number;
+}
+
+export interface DeliveryReport {
+  /** Messages acknowledged with 201. */
+  acknowledged: number;
+  /** Acknowledged but not found by GET /api/messages/:id afterwards. */
+  lost: number[];
+  /** Per socket: acknowledged messages seen neither live nor by a resync. */
+  undelivered: number[][];
+  /** Acknowledged messages a socket received only by its updated_since resync. */
+  recoveredByResync: number;
+  reconnects: number;
+}
+
+export interface LoadReport {
+  seconds: number;
+  kinds: Record<Kind, KindStats>;
+  total: KindStats;
+  /** The first failures, for messages. */
+  samples: string[];
+  /** Failed attempts by request and cause, e.g. `POST /api/messages 503`. */
+  causes: Record<string, number>;
+}
+
+interface TrackedSocket {
+  socket: Socket;
+  live: Set<number>;
+  recovered: Set<number>;
+  newestSeen: number;
+  connects: number;
+}
+
+function backoffMs(attempt: number): number {
+  const ceiling = Math.min(BACKOFF_MAX_MS, BACKOFF_BASE_MS * 2 ** attempt);
+  return ceiling / 2 + (Math.random() * ceiling) / 2;
+}
+
+function errorCode(err: unknown): string {
+  const e = err as { name?: string; code?: string; cause?: { code?: string; message?: string } };
+  return e?.cause?.code ?? e?.code ?? e?.name ?? 'error';
+}
+
+const emptyStats = (): KindStats => ({
+  sent: 0,
+  attempts: 0,
+  rawFailures: 0,
+  failedAfterRetries: 0,
+  maxMs: 0,
+});
+
+export class LoadGenerator {
+  readonly kinds: Record<Kind, KindStats> = {
+    getMessages: emptyStats(),
+    postMessage: emptyStats(),
+    postToken: emptyStats(),
+  };
+  readonly samples: string[] = [];
+  readonly causes: Record<string, number> = {};
+  /** Requests that took longer than SLOW_MS (for the slow-instance fault). */
+  slow = 0;
+  /** Messages acknowledged with 201, by id. */
+  readonly acknowledged = new Set<number>();
+  private readonly sockets: TrackedSocket[] = [];
+  private inFlight = 0;
+  private stopped = false;
+  private started = 0;
+  private loop: Promise<void> | undefined;
+  private seq = 0;
+
+  constructor(private readonly opts: LoadOptions) {}
+
+  /** Connects the sockets, then starts the request clock. */
+  async start(): Promise<void> {
+    for (let i = 0; i < (this.opts.sockets ?? 3); i++) this.sockets.push(await this.connect());
+    this.started = Date.now();
+    this.loop = this.run();
+  }
+
+  private async run(): Promise<void> {
+    let i = 0;
+    while (!this.stopped) {
+      while (i < ((Date.now() - this.started) / 1000) * this.opts.ratePerSecond) {
+        void this.one(i++);
+      }
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  }
+
+  private pick(i: number): Kind {
+    // A fixed, interleaved pattern rather than random draws: the same mix in every run.
+    const slot = (i * 0.6180339887) % 1;
+    const tokenShare = this.opts.tokenShare ?? 0.05;
+    const postShare = this.opts.postShare ?? 0.4;
+    if (slot < tokenShare) return 'postToken';
+    if (slot < tokenShare + postShare) return 'postMessage';
+    return 'getMessages';
+  }
+
+  private async one(i: number): Promise<void> {
+    const kind = this.pick(i);
+    const login = this.opts.logins[i % this.opts.logins.length] as Login;
+    this.inFlight++;
+    try {
+      if (kind === 'getMessages') {
+        await this.request(kind, 'GET', '/api/messages?limit=20', {}, undefined, 200);
+      } else if (kind === 'postMessage') {
+        const res = await this.request(
+          kind,
+          'POST',
+          '/api/messages',
+          { authorization: `Bearer ${login.token}` },
+          { source: `load ${++this.seq} *at* ${Date.now()}` },
+          201,
+        );
+        const id = (res?.body as { id?: unknown } | undefined)?.id;
+        if (typeof id === 'number') this.acknowledged.add(id);
+      } else {
+        const basic = Buffer.from(`${login.nickname}:${login.password}`).toString('base64');
+        await this.request(
+          kind,
+          'POST',
+          '/api/tokens',
+          { authorization: `Basic ${basic}` },
+          undefined,
+          200,
+        );
+      }
+    } finally {
+      this.inFlight--;
+    }
+  }
+
+  /** One logical request with the retry rules above; undefined when it failed after retries. */
+  async request(
+    kind: Kind | undefined,
+    method: 'GET' | 'POST',
+    path: string,
+    headers: Record<string, string>,
+    body: unknown,
+    expected: number,
+  ): Promise<{ status: number; body: unknown } | undefined> {
+    const stats = kind ? this.kinds[kind] : emptyStats();
+    stats.sent++;
+    for (let attempt = 0; attempt < MAX_TRIES; attempt++) {
+      if (attempt > 0) await new Promise((r) => setTimeout(r, backoffMs(attempt)));
+      stats.attempts++;
+      const t0 = Date.now();
+      let retriable: boolean;
+      let what: string;
+      try {
+        const res = await fetch(this.opts.url + path, {
+          method,
+          headers: {
+            accept: 'application/json',
+            ...(body !== undefined ? { 'content-type': 'application/json' } : {}),
+            ...headers,
+          },
+          body: body !== undefined ? JSON.stringify(body) : undefined,
+          signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
+        });
+        const text = await res.text();
+        this.timed(stats, t0);
+        if (res.status === expected) {
+          return { status: res.status, body: text.startsWith('{') ? JSON.parse(text) : text };
+        }
+        what = `${res.status} ${text.slice(0, 120)}`;
+        this.cause(method, path, String(res.status));
+        retriable =
+          res.status === 503 || (method === 'GET' && (res.status === 502 || res.status === 504));
+      } catch (err) {
+        this.timed(stats, t0);
+        const code = errorCode(err);
+        this.cause(method, path, code);
+        what = `${code} ${(err as Error).message}`;
+        retriable = method === 'GET' || code === 'ECONNREFUSED';
+      }
+      stats.rawFailures++;
+      this.sample(`${method} ${path} attempt ${attempt + 1}: ${what}`);
+      if (!retriable) break;
+    }
+    stats.failedAfterRetries++;
+    this.sample(`${method} ${path} FAILED after retries`);
+    return undefined;
+  }
+
+  private timed(stats: KindStats, t0: number): void {
+    const ms = Date.now() - t0;
+    stats.maxMs = Math.max(stats.maxMs, ms);
+    if (ms > SLOW_MS) this.slow++;
+  }
+
+  private cause(method: string, path: string, what: string): void {
+    const key = `${method} ${path.replace(/\?.*/, '').replace(/\/\d+$/, '/:id')} ${what}`;
+    this.causes[key] = (this.causes[key] ?? 0) + 1;
+  }
+
+  private sample(line: string): void {
+    if (this.samples.length < 40) {
+      this.samples.push(`+${((Date.now() - this.started) / 1000).toFixed(1)}s ${line}`);
+    }
+  }
+
+  /** A reader as the browser client is: live updates, and an updated_since resync on reconnect. */
+  private async connect(): Promise<TrackedSocket> {
+    const t: TrackedSocket = {
+      socket: io(this.opts.url, {
+        transports: ['websocket'],
+        reconnectionDelay: 200,
+        reconnectionDelayMax: 1000,
+        timeout: 5000,
+      }),
+      live: new Set(),
+      recovered: new Set(),
+      newestSeen: 0,
+      connects: 0,
+    };
+    t.socket.on('updated_model', (data: { class?: string; model?: { id?: number } }) => {
+      const m = data?.model as { id?: number; updated_at?: number } | undefined;
+      if (data?.class !== 'Message' || typeof m?.id !== 'number') return;
+      t.live.add(m.id);
+      t.newestSeen = Math.max(t.newestSeen, m.updated_at ?? 0);
+    });
+    t.socket.on('connect', () => {
+      t.connects++;
+      if (t.connects > 1) void this.resync(t);
+    });
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error('socket did not connect')), 10000);
+      t.socket.once('connect', () => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+    t.newestSeen = Math.floor(Date.now() / 1000);
+    return t;
+  }
+
+  /** Everything changed since a little before the newest update seen, following `next` pages. */
+  private async resync(t: TrackedSocket): Promise<void> {
+    let path: string | undefined =
+      `/api/messages?updated_since=${Math.max(0, t.newestSeen - 2)}&limit=200`;
+    while (path) {
+      const res = await this.request(undefined, 'GET', path, {}, undefined, 200);
+      if (!res) {
+        if (this.stopped) return;
+        // The reader tries again shortly, as the browser does on its next sync.
+        setTimeout(() => void this.resync(t), 1000);
+        return;
+      }
+      const page = res.body as { messages: Array<{ id: number }>; next?: string };
+      for (const m of page.messages) if (!t.live.has(m.id)) t.recovered.add(m.id);
+      path = page.next;
+    }
+  }
+
+  /** For cleanup after a failure: no more requests, resyncs or reconnects. */
+  abort(): void {
+    this.stopped = true;
+    for (const t of this.sockets) t.socket.close();
+  }
+
+  /** Stops making requests and waits for those in flight. */
+  async stop(): Promise<LoadReport> {
+    this.stopped = true;
+    await this.loop;
+    const deadline = Date.now() + 30000;
+    while (this.inFlight > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    const seconds = (Date.now() - this.started) / 1000;
+    const total = emptyStats();
+    for (const s of Object.values(this.kinds)) {
+      total.sent += s.sent;
+      total.attempts += s.attempts;
+      total.rawFailures += s.rawFailures;
+      total.failedAfterRetries += s.failedAfterRetries;
+      total.maxMs = Math.max(total.maxMs, s.maxMs);
+    }
+    return { seconds, kinds: this.kinds, total, samples: this.samples, causes: this.causes };
+  }
+
+  /**
+   * Every acknowledged message is stored, and every socket has it (live or by resync), waiting up
+   * to `waitMs` for the last events. Closes the sockets.
+   */
+  async checkDelivery(waitMs = 10000): Promise<DeliveryReport> {
+    const ids = [...this.acknowledged];
+    const lost: number[] = [];
+    for (let i = 0; i < ids.length; i += 20) {
+      const batch = ids.slice(i, i + 20);
+      const found = await Promise.all(
+        batch.map((id) =>
+          this.request(undefined, 'GET', `/api/messages/${id}`, {}, undefined, 200),
+        ),
+      );
+      found.forEach((res, j) => {
+        if (!res) lost.push(batch[j] as number);
+      });
+    }
+    const missing = (t: TrackedSocket) =>
+      ids.filter((id) => !t.live.has(id) && !t.recovered.has(id));
+    const deadline = Date.now() + waitMs;
+    while (this.sockets.some((t) => missing(t).length > 0) && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    const report: DeliveryReport = {
+      acknowledged: ids.length,
+      lost,
+      undelivered: this.sockets.map(missing),
+      recoveredByResync: this.sockets.reduce(
+        (n, t) => n + ids.filter((id) => !t.live.has(id) && t.recovered.has(id)).length,
+        0,
+      ),
+      reconnects: this.sockets.reduce((n, t) => n + t.connects - 1, 0),
+    };
+    for (const t of this.sockets) t.socket.close();
+    return report;
+  }
+
+  get running(): number {
+    return this.inFlight;
+  }
+}
+
+export function formatReport(name: string, r: LoadReport, d?: DeliveryReport): string {
+  const k = (s: KindStats) =>
+    `${s.sent} sent / ${s.rawFailures} failed raw / ${s.failedAfterRetries} failed after retries (max ${s.maxMs} ms)`;
+  const lines = [
+    `[${name}] ${r.total.sent} requests in ${r.seconds.toFixed(1)} s (${(r.total.sent / r.seconds).toFixed(0)}/s): ` +
+      `${r.total.rawFailures} failed raw (${((100 * r.total.rawFailures) / Math.max(1, r.total.attempts)).toFixed(3)}% of ${r.total.attempts} attempts), ` +
+      `${r.total.failedAfterRetries} failed after retries`,
+    `  GET /api/messages   ${k(r.kinds.getMessages)}`,
+    `  POST /api/messages  ${k(r.kinds.postMessage)}`,
+    `  POST /api/tokens    ${k(r.kinds.postToken)}`,
+  ];
+  if (d) {
+    lines.push(
+      `  messages: ${d.acknowledged} acknowledged, ${d.lost.length} lost, ` +
+        `${d.undelivered.reduce((n, u) => n + u.length, 0)} undelivered over ${d.undelivered.length} sockets, ` +
+        `${d.recoveredByResync} recovered by resync, ${d.reconnects} socket reconnects`,
+    );
+  }
+  if (Object.keys(r.causes).length > 0)
+    lines.push(`  failed attempts by cause: ${JSON.stringify(r.causes)}`);
+  if (r.samples.length > 0)
+    lines.push(`  first failures:\n    ${r.samples.slice(0, 12).join('\n    ')}`);
+  return lines.join('\n');
+}
+
+/** Registers a user and gets a token for it, retrying (the platform is settled, but be patient). */
+export async function createLogin(url: string, nickname: string): Promise<Login> {
+  const password = `pw-${nickname}-secret`;
+  const call = async (path: string, init: RequestInit) => {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const res = await fetch(url + path, { ...init, signal: AbortSignal.timeout(10000) });
+        const body = (await res.json()) as Record<string, unknown>;
+        if (res.status < 500 || attempt >= 5) return { status: res.status, body };
+      } catch (err) {
+        if (attempt >= 5) throw err;
+      }
+      await new Promise((r) => setTimeout(r, backoffMs(attempt + 1)));
+    }
+  };
+  const created = await call('/api/users', {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ nickname, password }),
+  });
+  if (created.status !== 201) throw new Error(`register ${nickname}: ${JSON.stringify(created)}`);
+  const tok = await call('/api/tokens', {
+    method: 'POST',
+    headers: {
+      authorization: `Basic ${Buffer.from(`${nickname}:${password}`).toString('base64')}`,
+    },
+  });
+  if (tok.status !== 200) throw new Error(`token for ${nickname}: ${JSON.stringify(tok)}`);
+  return { nickname, password, token: tok.body.token as string };
+}
