@@ -92,6 +92,15 @@ describe('auth middlewares', () => {
     });
   }
 
+  it('refuses a token that was accepted once it has expired (verified tokens are remembered)', async () => {
+    const token = auth.generateToken(21, 1);
+    assert.equal((await request(app).get('/required').set(bearer(token))).status, 200);
+    const claims = auth.verifyToken(token);
+    assert.ok(claims);
+    await new Promise((r) => setTimeout(r, (claims.exp - Date.now() / 1000) * 1000 + 50));
+    assert.equal((await request(app).get('/required').set(bearer(token))).status, 401);
+  });
+
   it('answers 401 once the token is revoked', async () => {
     const token = auth.generateToken(9);
     assert.equal((await request(app).get('/required').set(bearer(token))).status, 200);

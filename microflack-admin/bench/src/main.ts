@@ -77,30 +77,62 @@ async function benchmark(platform: Platform): Promise<void> {
   const bearer = { Authorization: `Bearer ${seeded.token}` };
 
   const rows: Row[] = [];
-  const sizes = new Map<string, number>();
+  // Each ceiling run follows its path's run at the same concurrency, so that both see the same
+  // machine: on a shared 2-core host, conditions drift within minutes.
   const load = async (
     label: string,
     spec: Omit<Parameters<typeof runLoad>[0], 'connections' | 'durationSeconds'>,
-    minSeconds = 0,
+    opts: { minSeconds?: number; ceiling?: boolean } = {},
   ) => {
-    const duration = Math.max(seconds, minSeconds);
+    const duration = Math.max(seconds, opts.minSeconds ?? 0);
+    let trivial: Awaited<ReturnType<typeof startTrivialServer>> | undefined;
+    let bytes = 0;
     for (const c of concurrencies) {
       await waitSettled(api);
       step(`${label} at concurrency ${c} for ${duration} s`);
       const r = await runLoad({ ...spec, connections: c, durationSeconds: duration });
-      rows.push({ path: label, concurrency: c, ...r });
-      if (!sizes.has(label)) sizes.set(label, r.bytesPerResponse);
+      const row: Row = { path: label, concurrency: c, ...r };
+      rows.push(row);
+      if (!opts.ceiling || !platform.etcd) continue;
+      if (!trivial) {
+        bytes = r.bytesPerResponse;
+        trivial = await startTrivialServer(platform.etcd, bytes, platform.lb);
+      }
+      step(`ceiling for ${label}: ${bytes}-byte trivial server at concurrency ${c}`);
+      const ceiling = await runLoad({
+        url: platform.lb + trivial.path,
+        connections: c,
+        durationSeconds: duration,
+      });
+      row.ceilingRps = ceiling.rps;
+      row.ratio = Math.round((row.rps / ceiling.rps) * 1000) / 1000;
+      rows.push({ path: `ceiling ${bytes} B (${label})`, concurrency: c, ...ceiling });
     }
+    await trivial?.stop();
   };
-  await load('GET /api/messages', { url: `${platform.lb}/api/messages` });
-  await load('GET /api/messages (token)', { url: `${platform.lb}/api/messages`, headers: bearer });
-  await load('POST /api/messages', {
-    url: `${platform.lb}/api/messages`,
-    method: 'POST',
-    headers: bearer,
-    body: JSON.stringify({ source: 'load *test* message' }),
-  });
-  await load('GET /api/users', { url: `${platform.lb}/api/users` });
+  await load('GET /api/messages', { url: `${platform.lb}/api/messages` }, { ceiling: true });
+  await load(
+    'GET /api/messages (token)',
+    { url: `${platform.lb}/api/messages`, headers: bearer },
+    { ceiling: true },
+  );
+  await load(
+    'POST /api/messages',
+    {
+      url: `${platform.lb}/api/messages`,
+      method: 'POST',
+      headers: bearer,
+      body: JSON.stringify({ source: 'load *test* message' }),
+    },
+    { ceiling: true },
+  );
+  await load('GET /api/users', { url: `${platform.lb}/api/users` }, { ceiling: true });
+  // Raw bcrypt before the sign-in load, not after: users is still draining that load's queue for
+  // seconds after the load generator stops, and would compete with the measurement.
+  await waitSettled(api);
+  const cost = await bcryptCost(platform);
+  step(`ceiling for POST /api/tokens: raw bcrypt at cost ${cost} on all cores`);
+  const bcrypt = await bcryptCeiling(cost, smoke ? 2 : 10);
   // Sign-ins rotate over the seeded users, as many people signing in would (one nickname's
   // attempts in flight are throttled, to slow guessing). bcrypt makes each take a sizeable share
   // of a core: a run shorter than 8 s would end before a queue of 128 is answered.
@@ -116,33 +148,8 @@ async function benchmark(platform: Platform): Promise<void> {
         return { Authorization: `Basic ${basic}` };
       },
     },
-    8,
+    { minSeconds: 8 },
   );
-
-  // Ceilings: a trivial server with a same-size body behind the same HAProxy.
-  if (platform.etcd) {
-    for (const label of ['GET /api/messages', 'GET /api/users', 'POST /api/messages']) {
-      const bytes = sizes.get(label) ?? 100;
-      const trivial = await startTrivialServer(platform.etcd, bytes, platform.lb);
-      for (const c of concurrencies) {
-        step(`ceiling for ${label}: ${bytes}-byte trivial server at concurrency ${c}`);
-        const r = await runLoad({
-          url: platform.lb + trivial.path,
-          connections: c,
-          durationSeconds: seconds,
-        });
-        for (const row of rows.filter((x) => x.path.startsWith(label) && x.concurrency === c)) {
-          row.ceilingRps = r.rps;
-          row.ratio = Math.round((row.rps / r.rps) * 1000) / 1000;
-        }
-        rows.push({ path: `ceiling ${bytes} B (${label})`, concurrency: c, ...r });
-      }
-      await trivial.stop();
-    }
-  }
-  const cost = await bcryptCost(platform);
-  step(`ceiling for POST /api/tokens: raw bcrypt at cost ${cost} on all cores`);
-  const bcrypt = await bcryptCeiling(cost, smoke ? 2 : 10);
   for (const row of rows.filter((x) => x.path === 'POST /api/tokens')) {
     row.ceilingRps = bcrypt.hashesPerSecond;
     row.ratio = Math.round((row.rps / bcrypt.hashesPerSecond) * 1000) / 1000;
