@@ -27,11 +27,20 @@ export function createApi(lb: string): Api {
     },
     async token(nickname, password) {
       const basic = Buffer.from(`${nickname}:${password}`).toString('base64');
-      const { token } = await api.json<{ token: string }>('/api/tokens', {
-        method: 'POST',
-        headers: { Authorization: `Basic ${basic}` },
-      });
-      return token;
+      // As a well-behaved client: 503 means nothing was done (users still drains a sign-in
+      // queue after a load run), so try again, for up to about 30 s.
+      for (let attempt = 1; ; attempt++) {
+        const res = await api.fetch('/api/tokens', {
+          method: 'POST',
+          headers: { Authorization: `Basic ${basic}` },
+        });
+        const body = await res.text();
+        if (res.ok) return (JSON.parse(body) as { token: string }).token;
+        if (res.status !== 503 || attempt >= 30) {
+          throw new Error(`POST /api/tokens: ${res.status} ${body.slice(0, 200)}`);
+        }
+        await new Promise((r) => setTimeout(r, 1000));
+      }
     },
   };
   return api;
