@@ -7,6 +7,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { io, type Socket } from 'socket.io-client';
+import { run, type Result } from './support/run-script.js';
 import { freePort, tempDir, waitFor } from '@microflack/common/testing';
 
 const admin = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -24,43 +25,6 @@ const SCRIPTS = [
   'mfdev',
   'etcd-dump',
 ];
-
-interface Result {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function run(
-  script: string,
-  args: string[],
-  env: NodeJS.ProcessEnv,
-  timeoutMs = 120000,
-): Promise<Result> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(path.join(bin, script), args, {
-      env: { ...process.env, ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(
-        new Error(
-          `${script} ${args.join(' ')} timed out after ${timeoutMs} ms\n${stdout}\n${stderr}`,
-        ),
-      );
-    }, timeoutMs);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
 
 async function ok(
   script: string,

@@ -6,9 +6,10 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
-import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { waitFor } from '@microflack/common/testing';
 import { startPlatform, type Platform } from './support/platform.js';
+import { launchChromium } from './support/browser.js';
 
 const ARTIFACTS = path.resolve(
   path.dirname(fileURLToPath(import.meta.url)),
@@ -32,22 +33,7 @@ describe('MicroFlack in a browser', () => {
 
   before(async () => {
     fs.mkdirSync(ARTIFACTS, { recursive: true });
-    [platform, browser] = await Promise.all([
-      startPlatform(),
-      chromium.launch({
-        executablePath: '/usr/bin/chromium',
-        args: [
-          '--headless',
-          '--no-sandbox',
-          '--disable-gpu',
-          '--disable-quic',
-          '--no-first-run',
-          '--disable-background-networking',
-          '--disable-component-update',
-          '--disable-sync',
-        ],
-      }),
-    ]);
+    [platform, browser] = await Promise.all([startPlatform(), launchChromium()]);
   });
 
   after(async () => {

@@ -2,11 +2,10 @@
 // instances of every service under supervisord, and mfchaos killing (kill -9) a random instance
 // every 10 s for 2 minutes under continuous mixed load. supervisord restarts every victim.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
+import { run, type Result } from '../../test/support/run-script.js';
 import { freePort, tempDir, waitFor } from '@microflack/common/testing';
 import {
   createLogin,
@@ -18,45 +17,11 @@ import {
 } from './support/load.js';
 import { serverStats } from './support/stats.js';
 
-const bin = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../bin');
 const SERVICES = ['users', 'tokens', 'messages', 'socketio', 'ui'];
 // The issue's figures; MF_CHAOS_SECONDS shortens the run while working on it.
 const CHAOS_SECONDS = Number(process.env.MF_CHAOS_SECONDS ?? 120);
 const INTERVAL_SECONDS = 10;
 const RATE_PER_SECOND = 40;
-
-interface Result {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function run(
-  script: string,
-  args: string[],
-  env: NodeJS.ProcessEnv,
-  timeoutMs = 120000,
-): Promise<Result> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(path.join(bin, script), args, {
-      env: { ...process.env, ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`${script} ${args.join(' ')} timed out\n${stdout}\n${stderr}`));
-    }, timeoutMs);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
 
 async function ok(script: string, args: string[], env: NodeJS.ProcessEnv, timeoutMs?: number) {
   const r = await run(script, args, env, timeoutMs);

@@ -5,10 +5,11 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import { waitFor } from '@microflack/common/testing';
 import { XSS_PAYLOADS } from '../../../microflack-messages/test/xss-corpus.js';
 import { startPlatform, type Platform } from '../../../microflack-ui/test/support/platform.js';
+import { launchChromium } from '../../../microflack-ui/test/support/browser.js';
 import { createLogin, type Login } from './support/load.js';
 
 // Links keep their shape but point at loopback, which the previewer refuses without fetching: the
@@ -55,22 +56,7 @@ describe('the XSS corpus in the browser client', () => {
   let author: Login;
 
   before(async () => {
-    [platform, browser] = await Promise.all([
-      startPlatform(),
-      chromium.launch({
-        executablePath: '/usr/bin/chromium',
-        args: [
-          '--headless',
-          '--no-sandbox',
-          '--disable-gpu',
-          '--disable-quic',
-          '--no-first-run',
-          '--disable-background-networking',
-          '--disable-component-update',
-          '--disable-sync',
-        ],
-      }),
-    ]);
+    [platform, browser] = await Promise.all([startPlatform(), launchChromium()]);
     author = await createLogin(platform.url, `xss${randomBytes(3).toString('hex')}`);
   });
 
