@@ -5,46 +5,72 @@ set -euo pipefail
 
 usage() {
   cat <<USAGE
-Usage: $(basename "$0") [--no-build]
-Installs missing system packages (apt), then npm dependencies and the build of this checkout.
-  --no-build   stop after the npm dependencies
+Usage: $(basename "$0") [--for run|test] [--no-build] [--check]
+Installs the system packages MicroFlack needs that are missing (apt; the list is requirements.txt
+beside this script), then npm dependencies and the build of this checkout.
+  --for run     only what the platform needs to run (mfup)
+  --for test    also what the tests need: shellcheck, Chromium (the default)
+  --no-build    stop after the npm dependencies
+  --check       install nothing: name every missing program and exit 1 if there is one
 USAGE
 }
 
-build=1
-case "${1:-}" in
-  -h | --help) usage; exit 0 ;;
-  --no-build) build=0 ;;
-  "") ;;
-  *) usage >&2; exit 2 ;;
-esac
+build=1 scope=test check=0
+while [ "$#" -gt 0 ]; do
+  case "$1" in
+    -h | --help) usage; exit 0 ;;
+    --no-build) build=0 ;;
+    --check) check=1 ;;
+    --for)
+      [ "$#" -ge 2 ] || { usage >&2; exit 2; }
+      scope=$2
+      shift
+      ;;
+    *) usage >&2; exit 2 ;;
+  esac
+  shift
+done
+case "$scope" in run | test) ;; *) usage >&2; exit 2 ;; esac
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$root"
 
 step() { printf '==> %s\n' "$*"; }
 
-# binary -> Debian package that provides it
-declare -A packages=(
-  [etcd]=etcd-server [etcdctl]=etcd-client [haproxy]=haproxy [mariadbd]=mariadb-server
-  [mariadb]=mariadb-client [redis-server]=redis-server [redis-cli]=redis-tools
-  [supervisord]=supervisor [curl]=curl [rsync]=rsync
-)
-missing=()
-# Only the browser tests need Chromium, and Ubuntu ships it as a snap: try it apart, never fail on it.
-if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1; then
-  want_chromium=1
-else
-  want_chromium=0
-fi
-for bin in "${!packages[@]}"; do
-  if ! PATH="$PATH:/usr/sbin:/sbin" command -v "$bin" >/dev/null 2>&1; then
-    missing+=("${packages[$bin]}")
+# "<program> <package>" for each program this scope needs that is not on the PATH (sbin included).
+missing_programs() {
+  local prog pkg need
+  while read -r prog pkg need; do
+    case "$prog" in '' | '#'*) continue ;; esac
+    [ "$scope" = test ] || [ "$need" = run ] || continue
+    PATH="$PATH:/usr/sbin:/sbin" command -v "$prog" >/dev/null 2>&1 || echo "$prog $pkg"
+  done <"$root/microflack-admin/install/requirements.txt"
+  if ! command -v node >/dev/null 2>&1; then echo "node nodejs"; fi
+  if ! command -v npm >/dev/null 2>&1; then echo "npm npm"; fi
+}
+
+node_ok() {
+  command -v node >/dev/null 2>&1 && [ "$(node -p 'process.versions.node.split(".")[0]')" -ge 20 ]
+}
+
+if [ "$check" -eq 1 ]; then
+  status=0
+  while read -r prog pkg; do
+    echo "missing: $prog (Debian package $pkg; microflack-admin/install/install-deps.sh installs it)" >&2
+    status=1
+  done < <(missing_programs)
+  if ! node_ok; then
+    echo "missing: Node.js 20 or newer (see microflack-admin/install/setup-host.sh)" >&2
+    status=1
   fi
-done
-if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
-  missing+=(nodejs npm)
+  if [ ! -f node_modules/.microflack-lock-hash ]; then
+    echo "missing: npm dependencies (npm ci)" >&2
+    status=1
+  fi
+  exit "$status"
 fi
+
+mapfile -t missing < <(missing_programs | awk '{ print $2 }' | sort -u)
 if [ "${#missing[@]}" -gt 0 ]; then
   step "installing system packages: ${missing[*]}"
   sudo=()
@@ -53,13 +79,6 @@ if [ "${#missing[@]}" -gt 0 ]; then
   "${sudo[@]}" apt-get update -q
   "${sudo[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
   # Debian starts the packaged servers; MicroFlack runs its own, on its own ports and data.
-fi
-if [ "$want_chromium" -eq 1 ]; then
-  step "installing chromium (for the browser tests)"
-  sudo=()
-  [ "$(id -u)" -eq 0 ] || sudo=(sudo)
-  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -q --no-install-recommends chromium ||
-    echo "warning: chromium could not be installed; the platform runs without it, the browser tests do not" >&2
 fi
 
 node_major=$(node -p 'process.versions.node.split(".")[0]')

@@ -1,5 +1,6 @@
 // The etcd v3 client every process shares, with a deadline on every call.
 import { Etcd3 } from 'etcd3';
+import { ExponentialBackoff, noop, type IBackoff } from 'cockatiel';
 
 export const ETCD_CALL_TIMEOUT_MS = 3000;
 
@@ -10,6 +11,18 @@ export function createEtcd(hosts: string[]): Etcd3 {
     // Streams (watches, keepalives) live long; unary calls must not hang while etcd is away.
     defaultCallOptions: (ctx) =>
       ctx.isStream ? {} : { deadline: Date.now() + ETCD_CALL_TIMEOUT_MS },
+    // etcd3's defaults open a circuit breaker for 5 s after three failures and back watches off up
+    // to 10 s: after an outage, registrations and watches would come back seconds after etcd. Every
+    // caller here retries on its own schedule, so calls fail fast and watches retry within 2 s.
+    faultHandling: {
+      host: () => noop,
+      global: noop,
+      // etcd3 is typed for a backoff instance but calls next() on it first, as a factory allows.
+      watchBackoff: new ExponentialBackoff({
+        initialDelay: 200,
+        maxDelay: 2000,
+      }) as unknown as IBackoff<unknown>,
+    },
   });
 }
 

@@ -35,6 +35,9 @@ export interface ServiceState {
   inFlight: number;
 }
 
+/** Names the instance that answered, for operators and for tests that check who answered what. */
+export const INSTANCE_HEADER = 'X-MicroFlack-Instance';
+
 const states = new WeakMap<Express, ServiceState>();
 
 function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
@@ -162,6 +165,9 @@ export async function runService(opts: RunServiceOptions): Promise<RunningServic
   server.headersTimeout = 66000;
   server.requestTimeout = 30000;
   opts.onServer?.(server);
+  // On the server, ahead of every handler (Socket.IO's included), so every answer carries it.
+  const identity = `${name}/${config.INSTANCE_NAME}`;
+  server.prependListener('request', (_req, res) => res.setHeader(INSTANCE_HEADER, identity));
   const port = (server.address() as AddressInfo).port;
   const address =
     config.SERVICE_URL ?? `${config.HOST === '0.0.0.0' ? '127.0.0.1' : config.HOST}:${port}`;

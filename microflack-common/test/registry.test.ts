@@ -32,6 +32,39 @@ describe('registry', () => {
     assert.equal(await etcd.get(`/services/${svc}/location`).string(), '/api/x');
   });
 
+  it('puts its keys back within 2 s when they are deleted while it lives, and not after deregistering', async () => {
+    const svc = `redel-${Date.now()}`;
+    const reg = register(etcd, {
+      service: svc,
+      instance: 'i1',
+      address: '127.0.0.1:2',
+      location: '/api/redel',
+    });
+    await reg.ready;
+    const key = upstreamKey(svc, 'i1');
+    for (let round = 0; round < 3; round++) {
+      const t0 = Date.now();
+      // As an operator would: the whole service at once, location included.
+      await etcd.delete().prefix(`/services/${svc}/`);
+      await waitFor(
+        'the keys back',
+        async () =>
+          (await etcd.get(key).string()) === '127.0.0.1:2' &&
+          (await etcd.get(`/services/${svc}/location`).string()) === '/api/redel',
+        5000,
+        20,
+      );
+      const ms = Date.now() - t0;
+      assert.ok(ms < 2000, `back after ${ms} ms`);
+    }
+    // The key still belongs to its lease: it goes when the instance goes.
+    assert.ok((await etcd.get(key).exec()).kvs[0]?.lease !== '0');
+    await reg.deregister();
+    assert.equal(await etcd.get(key).string(), null);
+    await new Promise((r) => setTimeout(r, 1500));
+    assert.equal(await etcd.get(key).string(), null, 'a deregistered instance stays away');
+  });
+
   it('registers again when the lease is revoked behind its back', async () => {
     const svc = `relost-${Date.now()}`;
     const reg = register(etcd, { service: svc, instance: 'i1', address: '127.0.0.1:1' });

@@ -36,6 +36,7 @@ const LbEnv = {
     .regex(/^\d+(ms|s|m|h)$/)
     .default('10m'),
   LB_STOP_TIMEOUT_MS: z.coerce.number().int().min(0).max(600000).default(10000),
+  LB_UPSTREAM_GRACE_MS: z.coerce.number().int().min(0).max(600000).default(15000),
 };
 
 export interface LbConfig {
@@ -59,6 +60,11 @@ export interface LbConfig {
   hardStopAfter: string;
   /** How long a stopping HAProxy may take to finish requests before it is terminated. */
   stopTimeoutMs: number;
+  /**
+   * How long an upstream that vanished from etcd stays in the config while HAProxy still sees it
+   * healthy (registry churn after an etcd outage must not empty a working backend).
+   */
+  upstreamGraceMs: number;
   logLevel: string;
 }
 
@@ -105,6 +111,7 @@ export function loadLbConfig(env: Env = process.env): LbConfig {
     resyncIntervalMs: c.LB_RESYNC_INTERVAL_MS,
     hardStopAfter: c.LB_HARD_STOP_AFTER,
     stopTimeoutMs: c.LB_STOP_TIMEOUT_MS,
+    upstreamGraceMs: c.LB_UPSTREAM_GRACE_MS,
     logLevel: c.LOG_LEVEL,
   };
 }

@@ -1,36 +1,23 @@
 // What confd did: watch /services in etcd, render, check, swap in atomically and reload HAProxy.
 import fs from 'node:fs';
 import { Etcd3, type Watcher } from 'etcd3';
-import { ExponentialBackoff, noop, type IBackoff } from 'cockatiel';
-import { logger } from '@microflack/common';
+import { createEtcd, logger } from '@microflack/common';
 import type { LbConfig } from './config.js';
 import { checkConfig, Haproxy } from './haproxy.js';
 import { renderConfig } from './render.js';
 import { buildModel, SERVICES_PREFIX, type ServicesModel } from './services.js';
+import { UpstreamGrace } from './upstream-grace.js';
 
 const log = logger.child({ module: 'lb' });
 
-const ETCD_TIMEOUT_MS = 3000;
 // Keep coalescing a burst, but never delay a change by more than this.
 const MAX_DEBOUNCE_MS = 1000;
+// How often upstreams kept through the grace period are checked again.
+const GRACE_RECHECK_MS = 500;
 
+/** The LB's etcd client: the platform's (fail fast, watches back within 2 s of etcd). */
 export function createLbEtcd(hosts: string[]): Etcd3 {
-  return new Etcd3({
-    hosts,
-    dialTimeout: ETCD_TIMEOUT_MS,
-    defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + ETCD_TIMEOUT_MS }),
-    // No circuit breaker or retries: a failed read is retried by the resync loop, and the watch
-    // must come back within a second or two of etcd, not after a 30 s backoff.
-    faultHandling: {
-      host: () => noop,
-      global: noop,
-      // etcd3 is typed for a backoff instance but calls next() on it first, as a factory allows.
-      watchBackoff: new ExponentialBackoff({
-        initialDelay: 200,
-        maxDelay: 2000,
-      }) as unknown as IBackoff<unknown>,
-    },
-  });
+  return createEtcd(hosts);
 }
 
 export class Configurator {
@@ -49,10 +36,14 @@ export class Configurator {
   /** The last config `haproxy -c` refused: not checked (nor logged) again at every resync. */
   private refused: string | undefined;
   private readonly warned = new Set<string>();
+  private readonly grace: UpstreamGrace;
+  private graceTimer: NodeJS.Timeout | undefined;
+  private watchLost = false;
 
   constructor(private readonly cfg: LbConfig) {
     this.haproxy = new Haproxy(cfg);
     this.etcd = createLbEtcd(cfg.etcd);
+    this.grace = new UpstreamGrace(cfg.upstreamGraceMs);
   }
 
   async start(): Promise<void> {
@@ -63,10 +54,11 @@ export class Configurator {
 
     // First config: from etcd if it answers; else the last good file (a restart during an etcd
     // outage changes nothing); else no services at all, so the port answers 404/503 meanwhile.
-    const model = await this.readServices().catch((err) => {
+    const fresh = await this.readServices().catch((err) => {
       log.warn({ err: err.message }, 'etcd unreachable at start');
       return undefined;
     });
+    const model = fresh && (await this.grace.apply(fresh, undefined)).model;
     let text = model ? this.render(template, model) : undefined;
     if (text === undefined && this.current === undefined)
       text = this.render(template, { services: [], rejected: [] });
@@ -91,10 +83,16 @@ export class Configurator {
     w.on('put', () => this.schedule('put'));
     w.on('delete', () => this.schedule('delete'));
     // After a reconnect, events during the outage may be gone: read the whole tree again.
-    w.on('connected', () => this.schedule('watch connected', 0));
+    w.on('connected', () => {
+      if (this.watchLost) log.info('etcd watch back');
+      this.watchLost = false;
+      this.schedule('watch connected', 0);
+    });
     w.on('disconnected', (err: Error) => {
-      if (!this.stopped)
+      // Once per outage, not at every reconnect attempt.
+      if (!this.stopped && !this.watchLost)
         log.warn({ err: err?.message }, 'etcd watch lost; routing with the last config');
+      this.watchLost = true;
     });
     w.on('error', (err: Error) => {
       // A cancelled watch (e.g. compacted revision) does not come back on its own.
@@ -147,10 +145,31 @@ export class Configurator {
     }
     if (this.etcdDown) log.info('etcd is back; resynced');
     this.etcdDown = false;
+    model = await this.withGrace(model);
     // Re-read each time, so an operator's edit to the template takes effect at the next change.
     const text = this.render(fs.readFileSync(this.cfg.template, 'utf8'), model);
     if (text === undefined || text === this.current) return;
     await this.swapIn(text, this.cfg.manageHaproxy);
+  }
+
+  /** The etcd model plus upstreams that vanished from it but still work (see upstream-grace.ts). */
+  private async withGrace(fresh: ServicesModel): Promise<ServicesModel> {
+    const statuses = this.cfg.manageHaproxy ? await this.haproxy.serverStatuses() : undefined;
+    const { model, decisions } = await this.grace.apply(fresh, statuses);
+    for (const d of decisions) {
+      const msg =
+        d.action === 'kept'
+          ? 'upstream gone from etcd but healthy; kept'
+          : d.action === 'back'
+            ? 'kept upstream registered again'
+            : 'upstream gone from etcd; left out';
+      log.info(d, msg);
+    }
+    clearTimeout(this.graceTimer);
+    if (this.grace.size > 0 && !this.stopped) {
+      this.graceTimer = setTimeout(() => this.schedule('grace recheck', 0), GRACE_RECHECK_MS);
+    }
+    return model;
   }
 
   private async readServices(): Promise<ServicesModel> {
@@ -218,6 +237,7 @@ export class Configurator {
     this.stopped = true;
     clearTimeout(this.debounceTimer);
     clearInterval(this.resyncTimer);
+    clearTimeout(this.graceTimer);
     await this.running;
     await this.watcher?.cancel().catch(() => undefined);
     this.etcd.close();

@@ -213,6 +213,33 @@ export class Haproxy {
     this.reloads++;
   }
 
+  /**
+   * Every server's health as HAProxy sees it now, by `<backend>/<server>` (e.g. "UP", "DOWN",
+   * "MAINT", "no check"); undefined when HAProxy does not answer.
+   */
+  async serverStatuses(): Promise<Map<string, string> | undefined> {
+    let csv: string;
+    try {
+      csv = await socketCommand(this.cfg.socket, 'show stat');
+    } catch {
+      return undefined;
+    }
+    const lines = csv.split('\n');
+    const header = (lines[0] ?? '').replace(/^# /, '').split(',');
+    const px = header.indexOf('pxname');
+    const sv = header.indexOf('svname');
+    const st = header.indexOf('status');
+    if (px < 0 || sv < 0 || st < 0) return undefined;
+    const out = new Map<string, string>();
+    for (const line of lines.slice(1)) {
+      const f = line.split(',');
+      const server = f[sv];
+      if (!server || server === 'FRONTEND' || server === 'BACKEND') continue;
+      out.set(`${f[px]}/${server}`, f[st] ?? '');
+    }
+    return out;
+  }
+
   // Health states carried over a reload: without this, an instance known dead would get traffic again.
   private async saveServerState(): Promise<void> {
     try {

@@ -13,13 +13,13 @@ export interface RenderSettings {
   statsPassword?: string;
 }
 
-function backendName(service: string): string {
+export function backendName(service: string): string {
   return `svc_${service}`;
 }
 
 // The address is part of the server's name: HAProxy's saved server state (kept across reloads) is
 // matched by name and would otherwise put an instance restarted on a new port back on its old one.
-function serverName(instance: string, address: string): string {
+export function serverName(instance: string, address: string): string {
   return `${instance}_${createHash('sha1').update(address).digest('hex').slice(0, 8)}`;
 }
 

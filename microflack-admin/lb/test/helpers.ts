@@ -200,6 +200,7 @@ export function get(url: string, headers: Record<string, string> = {}) {
     status: number;
     text: string;
     body: { instance?: string; path?: string; error?: string };
+    headers: http.IncomingHttpHeaders;
   }>((resolve, reject) => {
     const req = http.get(url, { agent: false, headers, timeout: 5000 }, (res) => {
       let text = '';
@@ -212,7 +213,7 @@ export function get(url: string, headers: Record<string, string> = {}) {
         } catch {
           // not JSON: the text is there
         }
-        resolve({ status: res.statusCode ?? 0, text, body });
+        resolve({ status: res.statusCode ?? 0, text, body, headers: res.headers });
       });
       res.on('error', reject);
     });

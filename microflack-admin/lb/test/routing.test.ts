@@ -109,7 +109,7 @@ describe('load balancer routing', () => {
     await waitRouted(`${lb.url}/api/reborn`, 'reborn-1-again');
   });
 
-  it('answers 503 for a service with no instance, with its backend options applied', async () => {
+  it('answers 503 JSON from the LB for a service with no instance, with its backend options applied', async () => {
     await etcd.put('/services/empty/location').value('/api/empty');
     await etcd.put('/services/empty/backend/balance').value('leastconn');
     await waitFor(
@@ -126,6 +126,12 @@ describe('load balancer routing', () => {
       5000,
     );
     assert.equal(status, 503);
+    // The LB's own answer, in the API's error shape, never another service's.
+    const res = await get(`${lb.url}/api/empty/x`);
+    assert.deepEqual(res.body, { error: 'service unavailable' });
+    assert.match(String(res.headers['content-type']), /^application\/json/);
+    assert.equal(res.headers['retry-after'], '1');
+    assert.equal(res.headers['x-microflack-instance'], 'lb');
     assert.equal(
       (await get(`${lb.url}/api/x`)).body.instance,
       'api-1',

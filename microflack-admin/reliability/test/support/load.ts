@@ -69,6 +69,39 @@ export interface LoadReport {
   samples: string[];
   /** Failed attempts by request and cause, e.g. `POST /api/messages 503`. */
   causes: Record<string, number>;
+  /** Answers by who gave them (X-MicroFlack-Instance: a service, or `lb` for HAProxy's own). */
+  answeredBy: Record<string, number>;
+  /** Answers given by neither the path's own service nor the LB's 5xx JSON: must stay empty. */
+  wrongBackend: string[];
+}
+
+/** The service that owns a path through the LB (`/api/messages/3` -> messages). */
+export function ownerOf(path: string): string {
+  if (path.startsWith('/socket.io')) return 'socketio';
+  const m = /^\/api\/([a-z]+)/.exec(path);
+  return m ? (m[1] as string) : 'ui';
+}
+
+/**
+ * Who answered (the service name from X-MicroFlack-Instance, `lb`, or `nobody` when the header is
+ * missing) and whether that was the right backend for the path: its own service, or the LB's JSON
+ * 5xx with Retry-After (a service with no live instance).
+ */
+export function whoAnswered(
+  path: string,
+  res: Response,
+  body: string,
+): { by: string; right: boolean } {
+  const header = res.headers.get('x-microflack-instance');
+  const by = header === null ? 'nobody' : header === 'lb' ? 'lb' : (header.split('/')[0] as string);
+  if (by === ownerOf(path)) return { by, right: true };
+  const lbJson =
+    by === 'lb' &&
+    res.status >= 500 &&
+    res.headers.get('retry-after') !== null &&
+    (res.headers.get('content-type') ?? '').includes('application/json') &&
+    body.startsWith('{"error":');
+  return { by, right: lbJson };
 }
 
 interface TrackedSocket {
@@ -105,6 +138,8 @@ export class LoadGenerator {
   };
   readonly samples: string[] = [];
   readonly causes: Record<string, number> = {};
+  readonly answeredBy: Record<string, number> = {};
+  readonly wrongBackend: string[] = [];
   /** Requests that took longer than SLOW_MS (for the slow-instance fault). */
   slow = 0;
   /** Messages acknowledged with 201, by id. */
@@ -209,10 +244,18 @@ export class LoadGenerator {
         });
         const text = await res.text();
         this.timed(stats, t0);
+        const { by, right } = whoAnswered(path, res, text);
+        this.answeredBy[by] = (this.answeredBy[by] ?? 0) + 1;
+        if (!right && this.wrongBackend.length < 100) {
+          this.wrongBackend.push(
+            `+${((Date.now() - this.started) / 1000).toFixed(1)}s ${method} ${path}: ` +
+              `${res.status} from ${res.headers.get('x-microflack-instance') ?? 'nobody'} ${text.slice(0, 80)}`,
+          );
+        }
         if (res.status === expected) {
           return { status: res.status, body: text.startsWith('{') ? JSON.parse(text) : text };
         }
-        what = `${res.status} ${text.slice(0, 120)}`;
+        what = `${res.status} from ${res.headers.get('x-microflack-instance') ?? 'nobody'} ${text.slice(0, 120)}`;
         this.cause(method, path, String(res.status));
         retriable =
           res.status === 503 || (method === 'GET' && (res.status === 502 || res.status === 504));
@@ -323,7 +366,15 @@ export class LoadGenerator {
       total.failedAfterRetries += s.failedAfterRetries;
       total.maxMs = Math.max(total.maxMs, s.maxMs);
     }
-    return { seconds, kinds: this.kinds, total, samples: this.samples, causes: this.causes };
+    return {
+      seconds,
+      kinds: this.kinds,
+      total,
+      samples: this.samples,
+      causes: this.causes,
+      answeredBy: this.answeredBy,
+      wrongBackend: this.wrongBackend,
+    };
   }
 
   /**
@@ -387,6 +438,11 @@ export function formatReport(name: string, r: LoadReport, d?: DeliveryReport): s
         `${d.recoveredByResync} recovered by resync, ${d.reconnects} socket reconnects`,
     );
   }
+  lines.push(
+    `  answered by: ${JSON.stringify(r.answeredBy)}; wrong backend: ${r.wrongBackend.length}`,
+  );
+  if (r.wrongBackend.length > 0)
+    lines.push(`  wrong backend:\n    ${r.wrongBackend.slice(0, 12).join('\n    ')}`);
   if (Object.keys(r.causes).length > 0)
     lines.push(`  failed attempts by cause: ${JSON.stringify(r.causes)}`);
   if (r.samples.length > 0)

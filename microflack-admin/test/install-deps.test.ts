@@ -1,0 +1,78 @@
+// The project's own install step knows every program the scripts and tests start (issue 12): its
+// --check names whatever is missing, so a fresh machine fails up front, not deep inside a test.
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { describe, it } from 'node:test';
+import { tempDir } from '@microflack/common/testing';
+
+const admin = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const script = path.join(admin, 'install', 'install-deps.sh');
+const requirements = fs
+  .readFileSync(path.join(admin, 'install', 'requirements.txt'), 'utf8')
+  .split('\n')
+  .filter((l) => l.trim() !== '' && !l.startsWith('#'))
+  .map((l) => l.trim().split(/\s+/) as [string, string, string]);
+
+function which(program: string): string | undefined {
+  for (const dir of `${process.env.PATH}:/usr/sbin:/sbin`.split(':')) {
+    const p = path.join(dir, program);
+    if (fs.existsSync(p)) return p;
+  }
+  return undefined;
+}
+
+describe('install-deps.sh', () => {
+  it('lists every program the scripts start, each with its Debian package', () => {
+    const programs = requirements.map(([p]) => p);
+    for (const p of [
+      'etcd',
+      'haproxy',
+      'mariadbd',
+      'redis-server',
+      'supervisord',
+      'shellcheck',
+      'chromium',
+    ])
+      assert.ok(programs.includes(p), `${p} is in requirements.txt`);
+    for (const [program, pkg, need] of requirements) {
+      assert.match(pkg, /^[a-z0-9][a-z0-9.+-]+$/, `${program}: package name`);
+      assert.ok(need === 'run' || need === 'test', `${program}: needed by run or test`);
+    }
+  });
+
+  it('--check passes on this machine, where the install step has run', () => {
+    const r = spawnSync(script, ['--check'], { encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stderr);
+  });
+
+  it('--check names a missing program and its package, and fails', () => {
+    // A PATH holding everything but shellcheck (sbin is searched by the script itself).
+    const bin = tempDir('path');
+    for (const p of ['bash', 'node', 'npm', 'dirname', ...requirements.map(([p]) => p)]) {
+      const found = which(p);
+      if (
+        p !== 'shellcheck' &&
+        found &&
+        !found.startsWith('/usr/sbin') &&
+        !found.startsWith('/sbin')
+      )
+        fs.symlinkSync(found, path.join(bin, p));
+    }
+    const r = spawnSync(which('bash')!, [script, '--check'], {
+      encoding: 'utf8',
+      env: { ...process.env, PATH: bin },
+    });
+    assert.equal(r.status, 1);
+    assert.match(r.stderr, /missing: shellcheck \(Debian package shellcheck/);
+    assert.doesNotMatch(r.stderr, /missing: (node|etcd|haproxy)\b/);
+    // Only what the platform needs to run: shellcheck is a test tool.
+    const run = spawnSync(which('bash')!, [script, '--for', 'run', '--check'], {
+      encoding: 'utf8',
+      env: { ...process.env, PATH: bin },
+    });
+    assert.equal(run.status, 0, run.stderr);
+  });
+});
