@@ -87,6 +87,17 @@ if [ "$node_major" -lt 20 ]; then
   exit 1
 fi
 
+# Native modules (better-sqlite3, bcrypt) build against Node's headers. With none configured,
+# node-gyp downloads them from nodejs.org, which a machine without internet cannot reach: use the
+# headers installed with Node itself when they are there (NodeSource's and Debian's libnode-dev
+# put them under /usr/include/node). This must not depend on a user's ~/.npmrc.
+if [ -z "${npm_config_nodedir:-}" ] && [ -z "$(npm config get nodedir 2>/dev/null | grep -v '^undefined$' || true)" ]; then
+  node_prefix=$(dirname "$(dirname "$(command -v node)")")
+  if [ -f "$node_prefix/include/node/node.h" ]; then
+    export npm_config_nodedir=$node_prefix
+  fi
+fi
+
 stamp=node_modules/.microflack-lock-hash
 lock_hash=$(sha256sum package-lock.json | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$lock_hash" ]; then
