@@ -13,3 +13,4 @@ export * from './db.js';
 export * from './service.js';
 export * from './platform.js';
 export * from './json-cache.js';
+export * from './live-config.js';

@@ -6,9 +6,15 @@ import type { Etcd3 } from 'etcd3';
 import type { BaseConfig } from './config.js';
 import { errorHandler, HttpError, notFound } from './errors.js';
 import { isDbUnavailable } from './db.js';
-import { logger, setLogIdentity } from './log.js';
+import { logger, setLogIdentity, setLogLevel } from './log.js';
 import { metricsHandler, observeRequest, routeOf } from './metrics.js';
 import { register, type RegisteredInstance } from './registry.js';
+import {
+  logLevel,
+  watchLiveSettings,
+  type AnyLiveSetting,
+  type LiveSettings,
+} from './live-config.js';
 
 const log = logger.child({ module: 'service' });
 
@@ -142,12 +148,18 @@ export interface RunServiceOptions {
   close?: Array<() => Promise<unknown> | void>;
   /** Called once the HTTP server exists (socket.io attaches here). */
   onServer?: (server: Server) => void;
+  /**
+   * The service's live settings (`/config/<service>/<key>` in etcd), besides `log_level` which
+   * every service has.
+   */
+  live?: Record<string, AnyLiveSetting>;
 }
 
 export interface RunningService {
   server: Server;
   address: string;
   registration: RegisteredInstance;
+  live: LiveSettings;
   shutdown(reason: string): Promise<void>;
 }
 
@@ -185,6 +197,13 @@ export async function runService(opts: RunServiceOptions): Promise<RunningServic
     backend: { balance: config.LB_ALGORITHM, ...opts.backend },
   });
   log.info({ address, location: opts.location }, 'listening');
+  const live = watchLiveSettings(opts.etcd, name, {
+    log_level: {
+      schema: logLevel,
+      apply: (level: string | undefined) => setLogLevel(level ?? config.LOG_LEVEL),
+    },
+    ...opts.live,
+  });
 
   let stopping: Promise<void> | undefined;
   async function shutdown(reason: string): Promise<void> {
@@ -192,6 +211,7 @@ export async function runService(opts: RunServiceOptions): Promise<RunningServic
       log.info({ reason }, 'shutting down');
       state.draining = true;
       await registration.deregister();
+      await live.close();
       // Keep answering while the LB reloads without this instance.
       await new Promise((r) => setTimeout(r, config.SHUTDOWN_GRACE_MS));
       const closed = new Promise<void>((r) => server.close(() => r()));
@@ -226,5 +246,5 @@ export async function runService(opts: RunServiceOptions): Promise<RunningServic
       );
     });
   }
-  return { server, address, registration, shutdown };
+  return { server, address, registration, live, shutdown };
 }

@@ -1,5 +1,5 @@
 // The messages service process: config, database, platform, listen, register, finish pending previews.
-import { connectPlatform, loadConfig, logger, openDb, runService } from '@microflack/common';
+import { connectPlatform, loadConfig, logger, onOff, openDb, runService } from '@microflack/common';
 import { z } from 'zod';
 import { createApp } from './app.js';
 import { migrations } from './migrations.js';
@@ -17,6 +17,8 @@ const config = loadConfig({
         .filter(Boolean),
     ),
   LINK_PREVIEW_TIMEOUT_MS: z.coerce.number().int().min(100).max(30000).default(3000),
+  // The default of the live setting `/config/messages/link_previews`.
+  LINK_PREVIEWS: onOff.default(true),
 });
 
 const db = await openDb(
@@ -33,6 +35,7 @@ const app = createApp({
     allowPrivate: config.LINK_PREVIEW_ALLOW_PRIVATE === '1',
     allowAddresses: config.LINK_PREVIEW_ALLOW_ADDRESSES,
     timeoutMs: config.LINK_PREVIEW_TIMEOUT_MS,
+    enabled: config.LINK_PREVIEWS,
   },
 });
 await runService({
@@ -42,6 +45,12 @@ await runService({
   etcd: platform.etcd,
   location: '/api/messages',
   close: [() => app.previewer.close(), () => platform.close(), () => db.destroy()],
+  live: {
+    link_previews: {
+      schema: onOff,
+      apply: (on: boolean | undefined) => app.previewer.setEnabled(on ?? config.LINK_PREVIEWS),
+    },
+  },
 });
 app.previewer
   .resumePending()

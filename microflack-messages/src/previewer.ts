@@ -16,11 +16,16 @@ export interface PreviewSettings extends Partial<FetchSettings> {
   maxLinks?: number;
   /** Messages worked on at once. */
   concurrency?: number;
+  /** Off: new messages get no previews (a live setting, `link_previews`). Default on. */
+  enabled?: boolean;
 }
 
 export interface Previewer {
   /** The links of this rendered html that would be previewed (none: no work to schedule). */
   linksOf(html: string): string[];
+  /** Turns previews of new messages on or off; work already scheduled finishes. */
+  setEnabled(on: boolean): void;
+  readonly enabled: boolean;
   schedule(id: number): void;
   /** Schedules every message whose previews are still pending, e.g. after a crash; returns how many. */
   resumePending(): Promise<number>;
@@ -38,6 +43,7 @@ export function createPreviewer(
   const fetchSettings: FetchSettings = { ...DEFAULT_FETCH_SETTINGS, ...settings };
   const maxLinks = settings.maxLinks ?? 3;
   const concurrency = settings.concurrency ?? 4;
+  let enabled = settings.enabled ?? true;
   const queue: number[] = [];
   const queued = new Set<number>();
   let running = 0;
@@ -108,7 +114,13 @@ export function createPreviewer(
   }
 
   return {
-    linksOf: (html) => linksOf(html, maxLinks),
+    linksOf: (html) => (enabled ? linksOf(html, maxLinks) : []),
+    setEnabled(on) {
+      enabled = on;
+    },
+    get enabled() {
+      return enabled;
+    },
     schedule,
     idle,
     async resumePending() {
