@@ -10,7 +10,8 @@ export const DEV_JWT_SECRET_KEY = 'top-secret!';
 
 const hostPort = /^[A-Za-z0-9.-]+:\d{1,5}$/;
 
-const BaseEnv = z.object({
+/** Every variable a MicroFlack process reads; services extend it (see loadConfig). */
+export const BaseEnv = z.object({
   NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
   LB: z.url({ protocol: /^https?$/ }).default('http://127.0.0.1:8080'),
   ETCD: z

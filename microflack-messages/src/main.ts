@@ -1,25 +1,10 @@
 // The messages service process: config, database, platform, listen, register, finish pending previews.
 import { connectPlatform, loadConfig, logger, onOff, openDb, runService } from '@microflack/common';
-import { z } from 'zod';
 import { createApp } from './app.js';
+import { messagesConfig } from './config.js';
 import { migrations } from './migrations.js';
 
-const config = loadConfig({
-  // Off in production: a link to an internal address must not make this service fetch it.
-  LINK_PREVIEW_ALLOW_PRIVATE: z.enum(['0', '1']).default('0'),
-  LINK_PREVIEW_ALLOW_ADDRESSES: z
-    .string()
-    .default('')
-    .transform((s) =>
-      s
-        .split(',')
-        .map((a) => a.trim())
-        .filter(Boolean),
-    ),
-  LINK_PREVIEW_TIMEOUT_MS: z.coerce.number().int().min(100).max(30000).default(3000),
-  // The default of the live setting `/config/messages/link_previews`.
-  LINK_PREVIEWS: onOff.default(true),
-});
+const config = loadConfig(messagesConfig);
 
 const db = await openDb(
   { databaseUrl: config.DATABASE_URL, home: config.MICROFLACK_HOME, service: 'messages' },

@@ -1,13 +1,10 @@
 // The ui service process: serves the client at `/`, the load balancer's default backend.
 import { createEtcd, loadConfig, runService } from '@microflack/common';
-import { z } from 'zod';
 import { createApp } from './app.js';
 import { loadAssets } from './assets.js';
+import { uiConfig } from './config.js';
 
-const config = loadConfig({
-  // As in the original: when set, browsers poll the REST API every second instead of Socket.IO.
-  NO_SOCKETIO: z.string().optional(),
-});
+const config = loadConfig(uiConfig);
 const polling =
   config.NO_SOCKETIO !== undefined && !['0', 'false', 'no'].includes(config.NO_SOCKETIO);
 

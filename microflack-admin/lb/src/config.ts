@@ -14,7 +14,8 @@ const flag = z
   .enum(['0', '1', 'true', 'false', 'yes', 'no'])
   .transform((v) => ['1', 'true', 'yes'].includes(v));
 
-const LbEnv = {
+/** The configurator's variables beyond the platform's BaseEnv. */
+export const LbEnv = {
   MICROFLACK_PORT: z.coerce.number().int().min(1).max(65535).default(8080),
   LB_BIND: z.union([z.ipv4(), z.literal('*')]).default('127.0.0.1'),
   LB_STATE_DIR: z.string().optional(),
