@@ -394,9 +394,14 @@ describe('updated_model events for messages', () => {
         .post('/api/messages')
         .set(bearer(token))
         .send({ source: 'event *one*' });
+      // The Redis is shared with the other test files, whose databases also have a message 1:
+      // match this test's own message, not only its id.
       const onCreate = await sub.waitForEvent(
         'create event',
-        (e) => e.model.id === created.body.id,
+        (e) =>
+          e.model.id === created.body.id &&
+          e.model.user_id === 8 &&
+          e.model.source === 'event *one*',
       );
       assert.deepEqual(onCreate, { class: 'Message', model: created.body });
 
@@ -407,7 +412,10 @@ describe('updated_model events for messages', () => {
         .expect(204);
       const onEdit = await sub.waitForEvent(
         'edit event',
-        (e) => e.model.id === created.body.id && e.model.source === 'event *two*',
+        (e) =>
+          e.model.id === created.body.id &&
+          e.model.user_id === 8 &&
+          e.model.source === 'event *two*',
       );
       assert.equal(onEdit.class, 'Message');
       assert.deepEqual(

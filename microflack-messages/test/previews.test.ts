@@ -260,7 +260,11 @@ describe('link previews (local site, private addresses allowed)', () => {
         .send({ source: url });
       const withPreview = await sub.waitForEvent(
         'preview event',
-        (e) => e.model.id === res.body.id && String(e.model.html).includes('<blockquote>'),
+        // The Redis is shared with other test files: match this message's own source too.
+        (e) =>
+          e.model.id === res.body.id &&
+          e.model.source === url &&
+          String(e.model.html).includes('<blockquote>'),
       );
       assert.equal(withPreview.class, 'Message');
       assert.deepEqual(
