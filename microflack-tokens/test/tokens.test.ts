@@ -168,7 +168,7 @@ describe('/api/tokens against a running users service', () => {
           1000,
         );
       }
-      // Revocation covers tokens issued up to and including the second it was made.
+      // A token issued later works (one issued at once too: see the next test).
       await new Promise((r) => setTimeout(r, 1100));
       const fresh = await newToken();
       await request(tokens).get('/api/tokens').set(bearer(fresh)).expect(200);

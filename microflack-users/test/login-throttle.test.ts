@@ -291,7 +291,7 @@ describe('GET /api/users/me under password guessing', () => {
     return nickname;
   }
 
-  // The app trusts X-Forwarded-For from loopback (HAProxy), so tests can speak for many clients.
+  // The app trusts one hop of X-Forwarded-For (HAProxy's), so tests can speak for many clients.
   const me = (nickname: string, password: string, ip: string) =>
     request(app).get('/api/users/me').set(basic(nickname, password)).set('X-Forwarded-For', ip);
 
