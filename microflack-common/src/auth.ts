@@ -1,5 +1,6 @@
 // JWT issue and verification (HS256 only), and the middlewares that guard routes.
-import { randomUUID } from 'node:crypto';
+import { createHmac, randomUUID, timingSafeEqual } from 'node:crypto';
+import { isIP } from 'node:net';
 import type { Request, RequestHandler } from 'express';
 import jwt from 'jsonwebtoken';
 import { HttpError } from './errors.js';
@@ -10,6 +11,11 @@ export interface TokenClaims {
   iat: number;
   exp: number;
   jti: string;
+  /**
+   * The issue time in milliseconds (iat is its second). Revoke-all compares it exactly, so a token
+   * issued right after "sign out everywhere" is not caught by it. Absent in tokens issued before.
+   */
+  iat_ms?: number;
 }
 
 declare module 'express-serve-static-core' {
@@ -32,7 +38,23 @@ export interface Auth {
   tokenRequired: RequestHandler;
   tokenOptional: RequestHandler;
   revocations: RevocationList;
+  /**
+   * A value for CLIENT_ADDRESS_HEADER: vouches, with the platform's secret, that a request a
+   * service makes on a client's behalf (tokens asking users to check a password) is that client's.
+   */
+  vouchForClient(address: string): string;
+  /** The client's address: a valid CLIENT_ADDRESS_HEADER's, else the one the LB gave (req.ip). */
+  clientAddress(req: Request): string;
 }
+
+/**
+ * Carries a client's address on a call one service makes to another through the LB, which drops
+ * every client-supplied X-Forwarded-For and sets its own (the calling service's address). Value:
+ * "<address> <unix ms> <HMAC-SHA256, base64url>"; only a service holding JWT_SECRET_KEY can make one.
+ */
+export const CLIENT_ADDRESS_HEADER = 'X-MicroFlack-Client-Address';
+// A voucher is made just before the call it goes with: an old one is a replay.
+const VOUCHER_MAX_AGE_MS = 30000;
 
 const CLOCK_SKEW_SECONDS = 30;
 // Bounds the verified-token cache (a few hundred bytes each).
@@ -40,10 +62,44 @@ const MAX_VERIFIED_TOKENS = 10000;
 
 export function createAuth(secret: string, revocations: RevocationList): Auth {
   function generateToken(userId: number, expiresInSeconds = 3600): string {
-    return jwt.sign({ user_id: userId, jti: randomUUID() }, secret, {
-      algorithm: 'HS256',
-      expiresIn: expiresInSeconds,
-    });
+    // After any revoke-all this instance knows of, even one made within the same millisecond or
+    // by a host whose clock is a little ahead: signing in again right after signing out everywhere
+    // must give a token that revocation does not cover.
+    const iatMs = Math.max(Date.now(), revocations.revokedUntilMs(userId) + 1);
+    return jwt.sign(
+      { user_id: userId, jti: randomUUID(), iat: Math.floor(iatMs / 1000), iat_ms: iatMs },
+      secret,
+      { algorithm: 'HS256', expiresIn: expiresInSeconds },
+    );
+  }
+
+  // A key of its own for vouchers, derived from the secret: a voucher is never a valid JWT signature.
+  const voucherKey = createHmac('sha256', secret).update('microflack client address v1').digest();
+  const voucherMac = (address: string, ms: number) =>
+    createHmac('sha256', voucherKey).update(`${address} ${ms}`).digest();
+
+  function vouchForClient(address: string): string {
+    const ms = Date.now();
+    return `${address} ${ms} ${voucherMac(address, ms).toString('base64url')}`;
+  }
+
+  function vouchedAddress(value: string): string | undefined {
+    const parts = value.split(' ');
+    if (parts.length !== 3) return undefined;
+    const [address, msText, mac] = parts as [string, string, string];
+    if (isIP(address) === 0 || !/^[0-9]{1,15}$/.test(msText)) return undefined;
+    const ms = Number(msText);
+    if (Math.abs(Date.now() - ms) > VOUCHER_MAX_AGE_MS) return undefined;
+    const given = Buffer.from(mac, 'base64url');
+    const expected = voucherMac(address, ms);
+    if (given.length !== expected.length || !timingSafeEqual(given, expected)) return undefined;
+    return address;
+  }
+
+  function clientAddress(req: Request): string {
+    const voucher = req.headers[CLIENT_ADDRESS_HEADER.toLowerCase()];
+    const vouched = typeof voucher === 'string' ? vouchedAddress(voucher) : undefined;
+    return vouched ?? req.ip ?? 'unknown';
   }
 
   // A token's signature and claims never change, so each token string is verified once
@@ -65,7 +121,20 @@ export function createAuth(secret: string, revocations: RevocationList): Auth {
     if (typeof c.jti !== 'string' || c.jti.length === 0 || c.jti.length > 128) return undefined;
     if (!Number.isInteger(c.iat) || !Number.isInteger(c.exp)) return undefined;
     if ((c.iat as number) > Date.now() / 1000 + CLOCK_SKEW_SECONDS) return undefined;
-    return { user_id: c.user_id as number, iat: c.iat as number, exp: c.exp as number, jti: c.jti };
+    const claims: TokenClaims = {
+      user_id: c.user_id as number,
+      iat: c.iat as number,
+      exp: c.exp as number,
+      jti: c.jti,
+    };
+    if (c.iat_ms !== undefined) {
+      // Only ever the same instant as iat, to the millisecond.
+      if (!Number.isSafeInteger(c.iat_ms) || Math.floor((c.iat_ms as number) / 1000) !== c.iat) {
+        return undefined;
+      }
+      claims.iat_ms = c.iat_ms as number;
+    }
+    return claims;
   }
 
   function verifyToken(token: string): TokenClaims | undefined {
@@ -81,7 +150,9 @@ export function createAuth(secret: string, revocations: RevocationList): Auth {
       verified.delete(token);
       return undefined;
     }
-    if (revocations.isRevoked(claims.jti, claims.user_id, claims.iat)) return undefined;
+    if (revocations.isRevoked(claims.jti, claims.user_id, claims.iat, claims.iat_ms)) {
+      return undefined;
+    }
     return claims;
   }
 
@@ -111,7 +182,15 @@ export function createAuth(secret: string, revocations: RevocationList): Auth {
     next();
   };
 
-  return { generateToken, verifyToken, tokenRequired, tokenOptional, revocations };
+  return {
+    generateToken,
+    verifyToken,
+    tokenRequired,
+    tokenOptional,
+    revocations,
+    vouchForClient,
+    clientAddress,
+  };
 }
 
 /** Parses `Authorization: Basic`; undefined when absent or malformed. */

@@ -1,6 +1,6 @@
 // `updated_model` events to every browser, published to Redis with the Socket.IO emitter.
 import { Emitter } from '@socket.io/redis-emitter';
-import { Redis } from 'ioredis';
+import { Redis, type RedisOptions } from 'ioredis';
 import { logger } from './log.js';
 import { eventFailures } from './metrics.js';
 
@@ -19,13 +19,15 @@ export function parseHostPort(hostPort: string): { host: string; port: number } 
   return { host: hostPort.slice(0, i), port: Number(hostPort.slice(i + 1)) };
 }
 
-export function createRedis(hostPort: string): Redis {
+/** A client that reconnects for ever; `options` override the defaults (made for events). */
+export function createRedis(hostPort: string, options: RedisOptions = {}): Redis {
   const redis = new Redis({
     ...parseHostPort(hostPort),
     connectTimeout: 3000,
     // Commands wait while Redis is briefly away (so events sent then still go out), but not forever.
     maxRetriesPerRequest: 20,
     retryStrategy: (times) => Math.min(times * 100, 2000),
+    ...options,
   });
   let down = false;
   redis.on('error', (err) => {

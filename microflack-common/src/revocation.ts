@@ -5,7 +5,10 @@ import { logger } from './log.js';
 const log = logger.child({ module: 'revocation' });
 
 export const REVOKED_TOKENS_PREFIX = '/revoked-tokens/';
-// Not in the original: "revoke all" records, per user, the last second whose tokens are revoked.
+// Not in the original: "revoke all" records, per user, the last moment whose tokens are revoked,
+// as Unix seconds: "1712345678" (written before millisecond records; covers that whole second) or
+// "1712345678.123" (to the millisecond). A reader that only knows whole seconds parses the second
+// form as a number and revokes every token issued up to that second, as it always did.
 export const REVOKED_USERS_PREFIX = '/revoked-users/';
 // Lease slack so a revocation outlives the token even with small clock differences.
 export const REVOCATION_SLACK_SECONDS = 5;
@@ -13,16 +16,39 @@ export const REVOCATION_SLACK_SECONDS = 5;
 export const MAX_TOKEN_LIFETIME_SECONDS = 7 * 24 * 3600;
 
 export interface RevocationList {
-  isRevoked(jti: string, userId: number, iat: number): boolean;
+  /**
+   * iatMs: the token's millisecond issue time (its iat_ms claim), compared exactly with the
+   * revoke-all record; a token without it (issued before the claim existed) is judged by iat, in
+   * whole seconds, as before.
+   */
+  isRevoked(jti: string, userId: number, iat: number, iatMs?: number): boolean;
   revokeToken(claims: { jti: string; exp: number }): Promise<void>;
-  revokeAllTokens(userId: number): Promise<void>;
+  /** Revokes every token of the user issued up to now (or up to atMs, if later). */
+  revokeAllTokens(userId: number, atMs?: number): Promise<void>;
+  /** The last millisecond whose tokens of this user are revoked; -1 if none. */
+  revokedUntilMs(userId: number): number;
   start(): Promise<void>;
   stop(): Promise<void>;
   readonly size: number;
 }
 
+/** A revoke-all record's value as the last revoked millisecond; undefined if malformed. */
+export function parseRevokedUntil(value: string): number | undefined {
+  const m = /^([0-9]{1,15})(?:\.([0-9]{3}))?$/.exec(value.trim());
+  if (!m) return undefined;
+  const seconds = Number(m[1]);
+  // Whole seconds: every token issued within that second is revoked, as when they were written.
+  return m[2] === undefined ? seconds * 1000 + 999 : seconds * 1000 + Number(m[2]);
+}
+
+export function formatRevokedUntil(ms: number): string {
+  const whole = Math.floor(ms);
+  return `${Math.floor(whole / 1000)}.${String(whole % 1000).padStart(3, '0')}`;
+}
+
 export function createRevocationList(etcd: Etcd3): RevocationList {
   const revokedJtis = new Set<string>();
+  // Per user, the last revoked millisecond.
   const revokedUsersUntil = new Map<number, number>();
   let watcher: Watcher | undefined;
   let disconnectedAt: number | undefined;
@@ -32,8 +58,8 @@ export function createRevocationList(etcd: Etcd3): RevocationList {
       revokedJtis.add(key.slice(REVOKED_TOKENS_PREFIX.length));
     } else if (key.startsWith(REVOKED_USERS_PREFIX)) {
       const userId = Number(key.slice(REVOKED_USERS_PREFIX.length));
-      const until = Number(value);
-      if (Number.isInteger(userId) && Number.isFinite(until)) {
+      const until = parseRevokedUntil(value);
+      if (Number.isInteger(userId) && until !== undefined) {
         revokedUsersUntil.set(userId, Math.max(until, revokedUsersUntil.get(userId) ?? 0));
       }
     }
@@ -65,20 +91,24 @@ export function createRevocationList(etcd: Etcd3): RevocationList {
     get size() {
       return revokedJtis.size + revokedUsersUntil.size;
     },
-    isRevoked(jti, userId, iat) {
+    isRevoked(jti, userId, iat, iatMs) {
       if (revokedJtis.has(jti)) return true;
       const until = revokedUsersUntil.get(userId);
-      return until !== undefined && iat <= until;
+      if (until === undefined) return false;
+      return iatMs !== undefined ? iatMs <= until : iat <= Math.floor(until / 1000);
+    },
+    revokedUntilMs(userId) {
+      return revokedUsersUntil.get(userId) ?? -1;
     },
     async revokeToken({ jti, exp }) {
       const remaining = exp - Math.floor(Date.now() / 1000);
       await putWithLease(REVOKED_TOKENS_PREFIX + jti, '', remaining + REVOCATION_SLACK_SECONDS);
     },
-    async revokeAllTokens(userId) {
-      const now = Math.floor(Date.now() / 1000);
+    async revokeAllTokens(userId, atMs) {
+      const until = Math.max(Date.now(), atMs ?? 0);
       await putWithLease(
         `${REVOKED_USERS_PREFIX}${userId}`,
-        String(now),
+        formatRevokedUntil(until),
         MAX_TOKEN_LIFETIME_SECONDS + REVOCATION_SLACK_SECONDS,
       );
     },

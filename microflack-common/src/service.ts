@@ -63,7 +63,10 @@ export function createServiceApp(opts: ServiceAppOptions, mount: (app: Express) 
   const state: ServiceState = { draining: false, inFlight: 0 };
   states.set(app, state);
   app.disable('x-powered-by');
-  app.set('trust proxy', 'loopback');
+  // Exactly one hop, the load balancer: req.ip is the address HAProxy put last in X-Forwarded-For
+  // (it drops any the client sent), never one a client wrote there. Instances listen on loopback
+  // (HOST) so nothing but the LB and the other services reaches them.
+  app.set('trust proxy', 1);
   app.set('etag', false);
 
   const observe: RequestHandler = (req, res, next) => {

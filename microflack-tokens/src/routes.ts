@@ -2,6 +2,7 @@
 import { Router, type Request } from 'express';
 import {
   authRequired,
+  CLIENT_ADDRESS_HEADER,
   HttpError,
   LbUnavailableError,
   logger,
@@ -41,8 +42,9 @@ export function tokensRouter({ auth, lb }: RoutesDeps): Router {
       answer = await lb.get<{ id?: unknown }>('/api/users/me', {
         headers: {
           authorization: req.headers.authorization as string,
-          // The users service throttles failed sign-ins per client address: pass the client's on.
-          'x-forwarded-for': req.ip ?? '',
+          // The users service throttles failed sign-ins per client address: vouch for the
+          // client's (the LB replaces any X-Forwarded-For with this service's own address).
+          ...(req.ip ? { [CLIENT_ADDRESS_HEADER]: auth.vouchForClient(req.ip) } : {}),
         },
         timeoutMs: USERS_CALL_TIMEOUT_MS,
       });

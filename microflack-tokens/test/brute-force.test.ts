@@ -52,8 +52,9 @@ describe('password guessing on POST /api/tokens and GET /api/users/me', () => {
     await request(users).post('/api/users').send({ nickname, password: 'right' }).expect(201);
     return nickname;
   }
-  // Each test speaks from addresses of its own (the apps trust X-Forwarded-For from loopback, as
-  // from HAProxy), so that the per-address counts of one do not spill into another.
+  // Each test speaks from addresses of its own (the apps trust one hop of X-Forwarded-For, as
+  // from HAProxy; tokens vouches for it to users), so that the per-address counts of one do not
+  // spill into another.
   const newAddress = () => `198.51.100.${++address}`;
   const viaTokens = (nickname: string, password: string, ip: string) =>
     request(tokens)

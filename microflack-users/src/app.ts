@@ -7,7 +7,7 @@ import {
   type HealthCheck,
   type Knex,
 } from '@microflack/common';
-import { createLoginThrottle, type ThrottleOptions } from './login-throttle.js';
+import { createLoginThrottle, type CreateThrottleOptions } from './login-throttle.js';
 import { createPasswords } from './passwords.js';
 import { usersRouter } from './routes.js';
 
@@ -19,7 +19,8 @@ export interface Deps {
   health?: Record<string, HealthCheck>;
   /** bcrypt cost; 10 or more. */
   bcryptRounds?: number;
-  throttle?: Partial<ThrottleOptions>;
+  /** Limits, and the Redis that shares the counts between instances (else each counts alone). */
+  throttle?: CreateThrottleOptions;
   /** Bytes of serialised users each instance keeps for the list. */
   jsonCacheBytes?: number;
 }

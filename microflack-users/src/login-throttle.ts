@@ -1,16 +1,40 @@
-// Slows password guessing on GET /api/users/me: per nickname and per client address, after a few
-// free failures each further one must wait twice as long, up to a ceiling; never a permanent lockout.
+// Slows password guessing on GET /api/users/me (which POST /api/tokens calls): per nickname and per
+// client address, after a few free failures each further one must wait twice as long, up to a
+// ceiling; never a permanent lockout. The counts live in Redis, shared by every users instance
+// (rate-limiter-flexible's RateLimiterRedis), so N instances allow no more guesses than one.
+//
+// Without Redis, or while it is unreachable, each instance counts in its own memory with the same
+// limits (rate-limiter-flexible's insuranceLimiter): sign-in keeps working and stays throttled, but
+// per process, so N instances allow up to N times the guesses until Redis is back. Every Redis
+// command is bounded by the client's commandTimeout; one that fails or times out goes to memory.
+import { createHash } from 'node:crypto';
+import type { Redis } from 'ioredis';
+import {
+  RateLimiterMemory,
+  RateLimiterRedis,
+  RateLimiterRes,
+  type RateLimiterAbstract,
+} from 'rate-limiter-flexible';
+import { counter, createRedis, logger } from '@microflack/common';
+
+const log = logger.child({ module: 'login-throttle' });
 
 export interface ThrottleOptions {
   /** Failures allowed before waiting starts. */
   freeFailuresPerNickname: number;
   freeFailuresPerAddress: number;
+  /** The first wait; each further failure doubles it. Whole seconds (rounded up). */
   baseDelayMs: number;
   maxDelayMs: number;
   /** A key with no failure for this long is forgotten. */
   forgetAfterMs: number;
-  /** Bound on memory under a flood of distinct nicknames or addresses. */
-  maxEntries: number;
+  /**
+   * How long one attempt may keep its turn while its password is checked; after that (an instance
+   * that died mid-check) the next attempt may go.
+   */
+  holdMs: number;
+  /** Prefix of the Redis keys. */
+  keyPrefix: string;
 }
 
 export const DEFAULT_THROTTLE: ThrottleOptions = {
@@ -19,109 +43,263 @@ export const DEFAULT_THROTTLE: ThrottleOptions = {
   baseDelayMs: 1000,
   maxDelayMs: 60000,
   forgetAfterMs: 15 * 60000,
-  maxEntries: 100000,
+  holdMs: 15000,
+  keyPrefix: 'mf:login',
 };
 
-interface Entry {
-  failures: number;
-  lastFailureAt: number;
+/** One sign-in attempt that may go ahead; exactly one of its three ends is called. */
+export interface LoginAttempt {
+  /** The password was wrong (or the nickname unknown). */
+  failed(): Promise<void>;
+  /** The password was right: the nickname's count is cleared (the address keeps its count). */
+  succeeded(): Promise<void>;
+  /** Neither was found out (the database failed): the attempt counts for nothing. */
+  release(): Promise<void>;
 }
+
+export type AttemptOrWait = { attempt: LoginAttempt; waitMs: 0 } | { waitMs: number };
 
 export interface LoginThrottle {
-  /** Milliseconds to wait before another attempt for this nickname from this address; 0 = go. */
-  waitMs(nickname: string, address: string): number;
   /**
-   * waitMs, and when it is 0 the attempt is counted as in flight until release(): parallel guesses
-   * must not all pass the check before the first of them has failed.
+   * Counts an attempt as in flight (as a failure until it ends, so that parallel guesses cannot
+   * all pass before the first has failed) and answers it, or the milliseconds to wait first.
    */
-  acquire(nickname: string, address: string): number;
-  release(nickname: string, address: string): void;
-  failed(nickname: string, address: string): void;
-  succeeded(nickname: string): void;
+  begin(nickname: string, address: string): Promise<AttemptOrWait>;
+  /** Where the counts are kept: 'redis', or 'memory' when no Redis was given. */
+  readonly store: 'redis' | 'memory';
 }
 
-export function createLoginThrottle(
-  opts: Partial<ThrottleOptions> = {},
-  clock: () => number = Date.now,
-): LoginThrottle {
-  const o = { ...DEFAULT_THROTTLE, ...opts };
-  // Map order is insertion order, refreshed on each failure: the first entries are the stalest.
-  const entries = new Map<string, Entry>();
-  // Attempts checked but not yet decided, per key; they count as failures until they are.
-  const inFlight = new Map<string, number>();
+// rate-limiter-flexible's increment script, but a key under its points limit has its expiry
+// renewed on each change (a count is forgotten forgetAfterMs after its last failure, not its
+// first), a key at or over the limit keeps its expiry (a turn or a wait is not prolonged by the
+// attempts it turns away), and a count never goes below 0 (a release after Redis came back).
+const INCR_TTL_SLIDING = `
+local before = tonumber(redis.call('get', KEYS[1])) or 0
+local consumed = redis.call('incrby', KEYS[1], ARGV[1])
+if consumed < 0 then
+  redis.call('set', KEYS[1], 0)
+  consumed = 0
+end
+local ttl = redis.call('pttl', KEYS[1])
+if ttl < 0 or before < tonumber(ARGV[3]) then
+  redis.call('expire', KEYS[1], ARGV[2])
+  ttl = 1000 * tonumber(ARGV[2])
+end
+return {consumed, ttl}
+`;
 
-  function get(key: string, t: number): Entry | undefined {
-    const e = entries.get(key);
-    if (e && t - e.lastFailureAt > o.forgetAfterMs) {
-      entries.delete(key);
-      return undefined;
+// A count is never "over its limit" in the limiter's sense: the limits are applied here.
+const COUNT_POINTS = 1e9;
+// A turn key holds 1 while an attempt is checked; a wait is this value, set with the wait's expiry.
+const WAITING = 1e6;
+
+const fallbacks = counter(
+  'login_throttle_fallback_total',
+  'Login throttle operations counted in process memory because Redis was unreachable',
+);
+
+type MemoryOptions = ConstructorParameters<typeof RateLimiterMemory>[0];
+
+/**
+ * Counts in process memory by the same rules as INCR_TTL_SLIDING. Used alone without Redis, and as
+ * the Redis limiters' insuranceLimiter (then onUse reports that Redis failed).
+ */
+class MemoryLimiter extends RateLimiterMemory {
+  constructor(
+    opts: MemoryOptions,
+    private readonly onUse: () => void = () => {},
+  ) {
+    super(opts);
+  }
+  /** After a change of `by`: a key that was under its limit has its expiry renewed; never < 0. */
+  private async slide(key: string | number, res: RateLimiterRes, by: number) {
+    if (res.consumedPoints >= 0 && res.consumedPoints - by >= this.points) return res;
+    return super.set(key, Math.max(0, res.consumedPoints), this.duration);
+  }
+  override consume(...args: Parameters<RateLimiterMemory['consume']>) {
+    this.onUse();
+    return super.consume(...args);
+  }
+  override async penalty(key: string | number, points = 1, options = {}) {
+    this.onUse();
+    return this.slide(key, await super.penalty(key, points, options), points);
+  }
+  override async reward(key: string | number, points = 1, options = {}) {
+    this.onUse();
+    return this.slide(key, await super.reward(key, points, options), -points);
+  }
+  override get(...args: Parameters<RateLimiterMemory['get']>) {
+    this.onUse();
+    return super.get(...args);
+  }
+  override set(...args: Parameters<RateLimiterMemory['set']>) {
+    this.onUse();
+    return super.set(...args);
+  }
+  override delete(...args: Parameters<RateLimiterMemory['delete']>) {
+    this.onUse();
+    return super.delete(...args);
+  }
+}
+
+export interface CreateThrottleOptions extends Partial<ThrottleOptions> {
+  /**
+   * Shared counts. Give it a bounded commandTimeout and no offline queue (createThrottleRedis):
+   * a command that cannot be answered at once must fail over to memory, not wait.
+   */
+  redis?: Redis;
+}
+
+/** Longest any throttle command may take before it is answered from memory instead. */
+export const THROTTLE_REDIS_TIMEOUT_MS = 500;
+
+/** A Redis client for the throttle: bounded commands, none queued while disconnected. */
+export function createThrottleRedis(hostPort: string): Redis {
+  return createRedis(hostPort, {
+    commandTimeout: THROTTLE_REDIS_TIMEOUT_MS,
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 1,
+  });
+}
+
+const wholeSeconds = (ms: number) => Math.max(1, Math.ceil(ms / 1000));
+
+// Nicknames as typed (no real one is longer than 128 UTF-16 units); anything longer is hashed so a
+// huge Basic header does not become a huge Redis key.
+const keyOf = (value: string) =>
+  value.length <= 128 ? value : `#${createHash('sha256').update(value).digest('base64url')}`;
+
+export function createLoginThrottle(opts: CreateThrottleOptions = {}): LoginThrottle {
+  const { redis, ...rest } = opts;
+  const o: ThrottleOptions = { ...DEFAULT_THROTTLE, ...rest };
+  const forgetSec = wholeSeconds(o.forgetAfterMs);
+  const holdSec = wholeSeconds(o.holdMs);
+
+  let lastFallbackLog = 0;
+  function onFallback(): void {
+    fallbacks.inc();
+    const now = Date.now();
+    if (now - lastFallbackLog > 10000) {
+      lastFallbackLog = now;
+      log.warn('redis unreachable: failed sign-ins are counted in this instance only');
     }
-    return e;
   }
 
-  const delayMs = (over: number) => Math.min(o.maxDelayMs, o.baseDelayMs * 2 ** Math.min(30, over));
-
-  function wait(key: string, free: number, t: number): number {
-    const e = get(key, t);
-    const failures = e?.failures ?? 0;
-    // An address with no failure may have many honest sign-ins in flight (one NAT, the LB itself,
-    // a benchmark); its attempts in flight count only once it has failed. A nickname's always do.
-    const pending = key.startsWith('a:') && failures === 0 ? 0 : (inFlight.get(key) ?? 0);
-    if (failures + pending < free) return 0;
-    // Attempts still being checked decide first; the next one waits as if they had failed.
-    if (pending > 0) return delayMs(failures + pending - free);
-    if (!e) return 0;
-    return Math.max(0, e.lastFailureAt + delayMs(failures - free) - t);
+  function limiter(name: string, points: number, duration: number): RateLimiterAbstract {
+    const base = { keyPrefix: `${o.keyPrefix}:${name}`, points, duration };
+    if (!redis) return new MemoryLimiter(base);
+    return new RateLimiterRedis({
+      ...base,
+      storeClient: redis,
+      // Straight to memory while the connection is down, rather than trying a command first.
+      rejectIfRedisNotReady: true,
+      customIncrTtlLuaScript: INCR_TTL_SLIDING,
+      insuranceLimiter: new MemoryLimiter(base, onFallback),
+    });
   }
 
-  function count(key: string, by: number): void {
-    const n = (inFlight.get(key) ?? 0) + by;
-    if (n > 0) inFlight.set(key, n);
-    else inFlight.delete(key);
-  }
-
-  function bump(key: string, t: number): void {
-    const e = get(key, t) ?? { failures: 0, lastFailureAt: t };
-    e.failures++;
-    e.lastFailureAt = t;
-    entries.delete(key);
-    entries.set(key, e);
-    for (const k of entries.keys()) {
-      if (entries.size <= o.maxEntries) break;
-      entries.delete(k);
-    }
-  }
-
-  function waitMs(nickname: string, address: string): number {
-    const t = clock();
-    return Math.max(
-      wait(`n:${nickname}`, o.freeFailuresPerNickname, t),
-      wait(`a:${address}`, o.freeFailuresPerAddress, t),
-    );
-  }
-
-  return {
-    waitMs,
-    acquire(nickname, address) {
-      const ms = waitMs(nickname, address);
-      if (ms === 0) {
-        count(`n:${nickname}`, 1);
-        count(`a:${address}`, 1);
-      }
-      return ms;
-    },
-    release(nickname, address) {
-      count(`n:${nickname}`, -1);
-      count(`a:${address}`, -1);
-    },
-    failed(nickname, address) {
-      const t = clock();
-      bump(`n:${nickname}`, t);
-      bump(`a:${address}`, t);
-    },
-    // The address keeps its count: a guesser must not reset it by signing in to an account of its own.
-    succeeded(nickname) {
-      entries.delete(`n:${nickname}`);
-    },
+  // Per nickname and per address: `count` is failures plus attempts in flight; `turn` is held by
+  // the one attempt allowed once the free ones are used up, or set to WAITING for the wait after
+  // a failure; `failed` counts decided failures alone. It sets the length of a wait, and an
+  // address that has never failed (a NAT, the LB itself, a benchmark) may have any number of
+  // sign-ins in flight.
+  const nickname = {
+    free: o.freeFailuresPerNickname,
+    count: limiter('n', COUNT_POINTS, forgetSec),
+    turn: limiter('nt', 1, holdSec),
+    failed: limiter('nf', COUNT_POINTS, forgetSec),
   };
+  const address = {
+    free: o.freeFailuresPerAddress,
+    count: limiter('a', COUNT_POINTS, forgetSec),
+    turn: limiter('at', 1, holdSec),
+    failed: limiter('af', COUNT_POINTS, forgetSec),
+  };
+
+  const delayMs = (over: number) =>
+    Math.min(o.maxDelayMs, o.baseDelayMs * 2 ** Math.min(30, Math.max(0, over)));
+
+  /** 0: this attempt now holds the turn; else the milliseconds to wait. */
+  async function takeTurn(turn: RateLimiterAbstract, key: string, position: number, free: number) {
+    try {
+      await turn.consume(key);
+      return 0;
+    } catch (err) {
+      if (!(err instanceof RateLimiterRes)) throw err;
+      if (err.consumedPoints > WAITING && err.msBeforeNext > 0) return err.msBeforeNext;
+      // Another attempt is being checked: wait as if it had failed.
+      return delayMs(position - 1 - free);
+    }
+  }
+
+  async function begin(nicknameTyped: string, addressSeen: string): Promise<AttemptOrWait> {
+    const nick = keyOf(nicknameTyped);
+    const addr = keyOf(addressSeen);
+    const [n, a, af] = await Promise.all([
+      nickname.count.penalty(nick),
+      address.count.penalty(addr),
+      address.failed.get(addr),
+    ]);
+    const cn = n.consumedPoints;
+    const ca = a.consumedPoints;
+    const addressHasFailed = (af?.consumedPoints ?? 0) > 0;
+    let heldN = false;
+    let heldA = false;
+    let waitMs = 0;
+    if (cn >= nickname.free) {
+      waitMs = await takeTurn(nickname.turn, nick, cn, nickname.free);
+      heldN = waitMs === 0;
+    }
+    if (waitMs === 0 && addressHasFailed && ca >= address.free) {
+      waitMs = await takeTurn(address.turn, addr, ca, address.free);
+      heldA = waitMs === 0;
+    }
+
+    const releaseTurns = () =>
+      Promise.all([
+        heldN ? nickname.turn.delete(nick) : undefined,
+        heldA ? address.turn.delete(addr) : undefined,
+      ]);
+    const uncount = () =>
+      Promise.all([nickname.count.reward(nick), address.count.reward(addr), releaseTurns()]);
+
+    if (waitMs > 0) {
+      // Turned away: it is no attempt, and counts for nothing.
+      await uncount();
+      return { waitMs };
+    }
+
+    let ended = false;
+    const once = (end: () => Promise<unknown>) => async () => {
+      if (ended) return;
+      ended = true;
+      await end();
+    };
+    // From the failure that uses up the free ones on, each is followed by a wait (which also ends
+    // the turn this attempt held), doubled for each failure decided beyond the free ones.
+    async function failedOn(dim: typeof nickname, key: string, position: number) {
+      const failures = (await dim.failed.penalty(key)).consumedPoints;
+      if (position < dim.free) return;
+      const waitSec = wholeSeconds(delayMs(failures - dim.free));
+      await dim.turn.set(key, WAITING + 1, waitSec);
+    }
+    const attempt: LoginAttempt = {
+      failed: once(() => Promise.all([failedOn(nickname, nick, cn), failedOn(address, addr, ca)])),
+      // The address keeps its count: a guesser must not reset it by signing in to an account of
+      // its own.
+      succeeded: once(() =>
+        Promise.all([
+          nickname.count.delete(nick),
+          nickname.failed.delete(nick),
+          nickname.turn.delete(nick),
+          address.count.reward(addr),
+          heldA ? address.turn.delete(addr) : undefined,
+        ]),
+      ),
+      release: once(uncount),
+    };
+    return { attempt, waitMs: 0 };
+  }
+
+  return { begin, store: redis ? 'redis' : 'memory' };
 }

@@ -1,7 +1,8 @@
 // The users service process: config, database, platform clients, the sweep, then listen and register.
-import { connectPlatform, loadConfig, openDb, runService } from '@microflack/common';
+import { connectPlatform, loadConfig, logger, openDb, runService } from '@microflack/common';
 import { createApp } from './app.js';
 import { usersConfig } from './config.js';
+import { createThrottleRedis } from './login-throttle.js';
 import { migrations } from './migrations.js';
 import { startSweeper } from './presence.js';
 
@@ -11,12 +12,23 @@ const db = await openDb(
   migrations,
 );
 const platform = await connectPlatform(config);
+// Failed sign-ins are counted in Redis, shared by every instance; without REDIS, per instance.
+const throttleRedis = config.REDIS ? createThrottleRedis(config.REDIS) : undefined;
+if (!throttleRedis) logger.warn('REDIS not set: failed sign-ins are counted per instance');
 const app = createApp({
   db,
   auth: platform.auth,
   events: platform.events,
   health: platform.health,
   bcryptRounds: config.BCRYPT_ROUNDS,
+  throttle: {
+    redis: throttleRedis,
+    freeFailuresPerNickname: config.LOGIN_FREE_FAILURES_PER_NICKNAME,
+    freeFailuresPerAddress: config.LOGIN_FREE_FAILURES_PER_ADDRESS,
+    baseDelayMs: config.LOGIN_BASE_DELAY_MS,
+    maxDelayMs: config.LOGIN_MAX_DELAY_MS,
+    forgetAfterMs: config.LOGIN_FORGET_AFTER_SECONDS * 1000,
+  },
 });
 const sweeper = startSweeper({
   etcd: platform.etcd,
@@ -33,5 +45,10 @@ await runService({
   app,
   etcd: platform.etcd,
   location: '/api/users',
-  close: [() => sweeper.stop(), () => db.destroy(), () => platform.close()],
+  close: [
+    () => sweeper.stop(),
+    () => db.destroy(),
+    () => throttleRedis?.quit().catch(() => throttleRedis.disconnect()),
+    () => platform.close(),
+  ],
 });

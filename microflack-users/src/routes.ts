@@ -3,8 +3,10 @@ import { Router, type Request, type RequestHandler } from 'express';
 import {
   authRequired,
   HttpError,
+  logger,
   readBasicAuth,
   type Auth,
+  type TokenClaims,
   type Events,
   type Knex,
 } from '@microflack/common';
@@ -25,6 +27,8 @@ import {
   type UserRow,
 } from './users.js';
 import { createRowJsonCache, joinJson } from '@microflack/common';
+
+const log = logger.child({ module: 'users' });
 
 export interface RoutesDeps {
   db: Knex;
@@ -146,28 +150,31 @@ export function usersRouter(deps: RoutesDeps): Router {
     const credentials = readBasicAuth(req);
     if (!credentials) throw authRequired();
     const { username, password } = credentials;
-    const address = req.ip ?? 'unknown';
-    const waitMs = throttle.acquire(username, address);
-    if (waitMs > 0) {
+    // The client's, as the LB saw it, or as the tokens service vouches for it.
+    const address = auth.clientAddress(req);
+    const turn = await throttle.begin(username, address);
+    if (!('attempt' in turn)) {
       throw new HttpError(429, 'too many failed sign-ins, try again later', {
-        'Retry-After': String(Math.ceil(waitMs / 1000)),
+        'Retry-After': String(Math.ceil(turn.waitMs / 1000)),
       });
     }
+    const { attempt } = turn;
     let user: UserRow | undefined;
     let verified: boolean;
     try {
       const lookable = username.length > 0 && username.length <= 4 * MAX_NICKNAME_CHARS;
       user = lookable ? await findUserByNickname(db, username) : undefined;
       verified = await passwords.verify(password, user?.password_hash);
-    } finally {
-      // Released even when the database fails, or the nickname would stay slowed for good.
-      throttle.release(username, address);
+    } catch (err) {
+      // Released when the database fails, or the nickname would stay slowed for nothing.
+      await attempt.release();
+      throw err;
     }
     if (!verified || !user) {
-      throttle.failed(username, address);
+      await attempt.failed();
       throw authRequired();
     }
-    throttle.succeeded(username);
+    await attempt.succeeded();
     const seen = await markSeen(db, user);
     if (seen.changed) emit(seen.user);
     req.user = seen.user;
@@ -251,7 +258,21 @@ export function usersRouter(deps: RoutesDeps): Router {
     }
     const change: { nickname?: string; password_hash?: string } = {};
     if (nickname !== undefined) change.nickname = nickname;
-    if (password !== undefined) change.password_hash = await passwords.hash(password);
+    if (password !== undefined) {
+      change.password_hash = await passwords.hash(password);
+      // A new password signs the account out everywhere: every token issued until now, this
+      // request's included, is revoked before the password changes (if etcd cannot record that,
+      // nothing changes). The client gets a fresh token in the answer.
+      const claims = req.auth?.claims as TokenClaims;
+      try {
+        await auth.revocations.revokeAllTokens(user.id, claims.iat_ms ?? claims.iat * 1000 + 999);
+      } catch (err) {
+        log.warn({ err }, 'revocation could not be written to etcd');
+        throw new HttpError(503, 'revocation store unavailable, try again shortly', {
+          'Retry-After': '1',
+        });
+      }
+    }
     let updated: UserRow | undefined;
     try {
       updated = await updateUser(db, user.id, change);
@@ -260,6 +281,11 @@ export function usersRouter(deps: RoutesDeps): Router {
       throw err;
     }
     if (updated && Object.keys(change).length > 0) emit(updated);
+    if (password !== undefined) {
+      res.set('Cache-Control', 'no-store');
+      res.status(200).json({ token: auth.generateToken(user.id) });
+      return;
+    }
     res.status(204).end();
   });
 

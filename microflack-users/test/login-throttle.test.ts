@@ -3,54 +3,264 @@ import { after, before, describe, it } from 'node:test';
 import request from 'supertest';
 import type { Express } from 'express';
 import type { Knex } from '@microflack/common';
-import { basic, startStack, type TestStack } from '@microflack/common/testing';
-import { createLoginThrottle } from '../src/login-throttle.js';
+import { randomUUID } from 'node:crypto';
+import type { Redis } from 'ioredis';
+import {
+  basic,
+  startRedis,
+  startStack,
+  waitFor,
+  type RedisServer,
+  type TestStack,
+} from '@microflack/common/testing';
+import {
+  createLoginThrottle,
+  createThrottleRedis,
+  THROTTLE_REDIS_TIMEOUT_MS,
+  type AttemptOrWait,
+  type LoginAttempt,
+  type LoginThrottle,
+  type ThrottleOptions,
+} from '../src/login-throttle.js';
 import { nick, usersApp } from './helpers.js';
 
-describe('createLoginThrottle', () => {
-  it('lets the free failures through, then doubles the wait up to the ceiling, then forgets', () => {
-    let t = 0;
-    const th = createLoginThrottle(
-      {
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+function attemptOf(turn: AttemptOrWait): LoginAttempt {
+  assert.ok('attempt' in turn, `expected to go ahead, told to wait ${turn.waitMs} ms`);
+  return turn.attempt;
+}
+
+// The throttle's rules, on both stores: Redis (shared by instances) and memory (one instance alone,
+// and the insurance while Redis is away). Real time: waits are whole seconds in Redis.
+for (const store of ['redis', 'memory'] as const) {
+  describe(`createLoginThrottle (${store})`, { concurrency: true }, () => {
+    let stack: TestStack;
+    let redis: Redis | undefined;
+
+    before(async () => {
+      stack = await startStack();
+      if (store === 'redis') {
+        const client = createThrottleRedis(stack.redis);
+        redis = client;
+        // Until then its commands would go to memory (the insurance), not to Redis.
+        await waitFor('redis ready', () => client.status === 'ready', 5000);
+      }
+    });
+    after(async () => {
+      redis?.disconnect();
+      await stack.stop();
+    });
+
+    // Keys of its own in the shared Redis, for each test.
+    const make = (opts: Partial<ThrottleOptions>) =>
+      createLoginThrottle({ redis, keyPrefix: `test:${randomUUID()}`, ...opts });
+
+    it('lets the free failures through, then doubles the wait up to the ceiling, then forgets', async () => {
+      const th = make({
         freeFailuresPerNickname: 2,
         freeFailuresPerAddress: 100,
         baseDelayMs: 1000,
-        maxDelayMs: 4000,
-        forgetAfterMs: 60000,
-      },
-      () => t,
-    );
-    const waits: number[] = [];
-    for (let i = 0; i < 6; i++) {
-      const wait = th.waitMs('ada', 'ip');
-      waits.push(wait);
-      t += wait;
-      assert.equal(th.waitMs('ada', 'ip'), 0, 'free to try once the wait is over');
-      th.failed('ada', 'ip');
+        maxDelayMs: 2000,
+        forgetAfterMs: 3000,
+      });
+      assert.equal(th.store, store);
+      const waits: number[] = [];
+      for (let i = 0; i < 5; i++) {
+        let turn = await th.begin('ada', 'ip');
+        waits.push(Math.ceil(turn.waitMs / 1000) * 1000);
+        if (turn.waitMs > 0) {
+          await sleep(turn.waitMs + 20);
+          turn = await th.begin('ada', 'ip');
+          assert.equal(turn.waitMs, 0, 'free to try once the wait is over');
+        }
+        await attemptOf(turn).failed();
+      }
+      assert.deepEqual(waits, [0, 0, 1000, 2000, 2000]);
+      const other = await th.begin('bob', 'ip');
+      assert.equal(other.waitMs, 0, 'other nicknames are not slowed');
+      await attemptOf(other).release();
+      // The last wait (2 s) is over after 2 s; the count is forgotten 3 s after the last failure.
+      await sleep(2100);
+      const counted = await th.begin('ada', 'ip');
+      assert.equal(counted.waitMs, 0);
+      await attemptOf(counted).failed();
+      assert.ok((await th.begin('ada', 'ip')).waitMs > 1000, 'still counted: the wait doubled');
+      await sleep(3100);
+      const forgotten = await th.begin('ada', 'ip');
+      assert.equal(forgotten.waitMs, 0, 'forgotten after a quiet period');
+      await attemptOf(forgotten).failed();
+      const free = await th.begin('ada', 'ip');
+      assert.equal(free.waitMs, 0, 'the free failures are free again');
+      await attemptOf(free).release();
+    });
+
+    it('resets a nickname on success but not the address', async () => {
+      const th = make({ freeFailuresPerNickname: 1, freeFailuresPerAddress: 1, baseDelayMs: 1000 });
+      await attemptOf(await th.begin('ada', 'ip1')).failed();
+      const slowed = await th.begin('ada', 'ip2');
+      assert.ok(slowed.waitMs > 0);
+      await sleep(slowed.waitMs + 20);
+      await attemptOf(await th.begin('ada', 'ip2')).succeeded();
+      const again = await th.begin('ada', 'ip2');
+      assert.equal(again.waitMs, 0, 'the nickname was reset');
+      await attemptOf(again).release();
+      // An address: one failure, its wait, then a success from it (another nickname)...
+      await attemptOf(await th.begin('zed', 'ip3')).failed();
+      const wait = (await th.begin('bob', 'ip3')).waitMs;
+      assert.ok(wait > 0 && wait <= 1000, `${wait}`);
+      await sleep(wait + 20);
+      await attemptOf(await th.begin('bob', 'ip3')).succeeded();
+      // ...keeps its count: its next failure is its second, followed by twice the wait.
+      await attemptOf(await th.begin('amy', 'ip3')).failed();
+      const doubled = (await th.begin('eve', 'ip3')).waitMs;
+      assert.ok(doubled > 1000 && doubled <= 2000, `${doubled}`);
+    });
+
+    it('lets only the free attempts start at once, and frees them when they end', async () => {
+      const th = make({
+        freeFailuresPerNickname: 2,
+        freeFailuresPerAddress: 100,
+        baseDelayMs: 1000,
+      });
+      const a = attemptOf(await th.begin('ada', 'ip'));
+      const b = attemptOf(await th.begin('ada', 'ip2'));
+      assert.equal(
+        (await th.begin('ada', 'ip3')).waitMs,
+        1000,
+        'a third waits while two are being checked',
+      );
+      const bob = attemptOf(await th.begin('bob', 'ip'));
+      await bob.release();
+      // Both checks end without a failure (a database error, say): nothing stays held.
+      await a.release();
+      await b.release();
+      await attemptOf(await th.begin('ada', 'ip3')).release();
+      // Two that fail: then the usual wait applies, from the last failure.
+      for (const ip of ['ip', 'ip2']) await attemptOf(await th.begin('ada', ip)).failed();
+      const wait = (await th.begin('ada', 'ip3')).waitMs;
+      assert.equal(Math.ceil(wait / 1000), 1, `${wait}`);
+      await sleep(wait + 20);
+      const third = attemptOf(await th.begin('ada', 'ip3'));
+      assert.equal(
+        (await th.begin('ada', 'ip4')).waitMs,
+        2000,
+        'one at a time once over the free count',
+      );
+      await third.release();
+    });
+
+    it('holds the address count too, once the address has failed', async () => {
+      const th = make({ freeFailuresPerNickname: 100, freeFailuresPerAddress: 2 });
+      await attemptOf(await th.begin('x', 'ip')).failed();
+      const a = attemptOf(await th.begin('a', 'ip'));
+      assert.ok(
+        (await th.begin('b', 'ip')).waitMs > 0,
+        'the attempt in flight counts as the second failure',
+      );
+      const other = attemptOf(await th.begin('b', 'other'));
+      await Promise.all([a.release(), other.release()]);
+    });
+
+    it('does not hold an address without failures by its honest sign-ins in flight', async () => {
+      const th = make({ freeFailuresPerNickname: 5, freeFailuresPerAddress: 2 });
+      const turns = await Promise.all(
+        Array.from({ length: 50 }, (_, i) => th.begin(`user${i}`, 'nat')),
+      );
+      assert.deepEqual(
+        turns.map((t) => t.waitMs),
+        turns.map(() => 0),
+      );
+      await Promise.all(turns.map((t) => attemptOf(t).succeeded()));
+    });
+
+    it('lets exactly the free attempts through a burst of parallel guesses, however many instances', async () => {
+      // Instances share Redis; in memory each counts alone, so this is one instance there.
+      const keyPrefix = `test:${randomUUID()}`;
+      const extra = store === 'redis' ? createThrottleRedis(stack.redis) : undefined;
+      if (extra) await waitFor('redis ready', () => extra.status === 'ready', 5000);
+      const instances = [
+        createLoginThrottle({ redis, keyPrefix, freeFailuresPerNickname: 4 }),
+        ...(extra
+          ? [createLoginThrottle({ redis: extra, keyPrefix, freeFailuresPerNickname: 4 })]
+          : []),
+      ];
+      try {
+        const turns = await Promise.all(
+          Array.from({ length: 40 }, (_, i) =>
+            (instances[i % instances.length] as LoginThrottle).begin('ada', `ip${i}`),
+          ),
+        );
+        const went = turns.filter((t) => 'attempt' in t);
+        assert.equal(went.length, 4);
+        await Promise.all(went.map((t) => attemptOf(t).failed()));
+        const after = await Promise.all(instances.map((t) => t.begin('ada', 'late')));
+        for (const t of after) assert.ok(t.waitMs > 0, 'slowed after the free failures');
+      } finally {
+        extra?.disconnect();
+      }
+    });
+  });
+}
+
+describe('createLoginThrottle with Redis away', () => {
+  let redisServer: RedisServer;
+  let redis: Redis;
+  const stopped: number[] = [];
+
+  before(async () => {
+    redisServer = await startRedis();
+    redis = createThrottleRedis(redisServer.hostPort);
+    await waitFor('redis ready', () => redis.status === 'ready', 5000);
+  });
+  after(async () => {
+    for (const pid of stopped) process.kill(pid, 'SIGCONT');
+    redis.disconnect();
+    await redisServer.stop();
+  });
+
+  const limits = { freeFailuresPerNickname: 2, freeFailuresPerAddress: 100, baseDelayMs: 3000 };
+
+  async function guessUntilSlowed(th: LoginThrottle, nickname: string): Promise<number[]> {
+    const tookMs: number[] = [];
+    for (let i = 0; i < 5; i++) {
+      const t0 = Date.now();
+      const turn = await th.begin(nickname, 'ip');
+      if ('attempt' in turn) await turn.attempt.failed();
+      tookMs.push(Date.now() - t0);
+      if (turn.waitMs > 0) {
+        assert.equal(i, limits.freeFailuresPerNickname, 'slowed right after the free failures');
+        return tookMs;
+      }
     }
-    assert.deepEqual(waits, [0, 0, 1000, 2000, 4000, 4000]);
-    assert.equal(th.waitMs('bob', 'ip'), 0, 'other nicknames are not slowed');
-    t += 60001;
-    assert.equal(th.waitMs('ada', 'ip'), 0, 'forgotten after a quiet period');
+    assert.fail('never slowed');
+  }
+
+  it('still throttles, in memory, when Redis hangs: every command gives up within the timeout', async () => {
+    const th = createLoginThrottle({ redis, keyPrefix: `test:${randomUUID()}`, ...limits });
+    // Stopped, not gone: the connection stays up and commands get no answer.
+    process.kill(redisServer.proc.pid, 'SIGSTOP');
+    stopped.push(redisServer.proc.pid);
+    const tookMs = await guessUntilSlowed(th, 'hung');
+    // An attempt is a few commands in sequence (count, turn, failure), each bounded.
+    for (const ms of tookMs) assert.ok(ms < 4 * THROTTLE_REDIS_TIMEOUT_MS + 500, `${tookMs}`);
+    process.kill(redisServer.proc.pid, 'SIGCONT');
+    stopped.pop();
+    await waitFor('redis answering', async () => (await redis.ping()) === 'PONG', 5000);
   });
 
-  it('resets a nickname on success but not the address', () => {
-    const th = createLoginThrottle(
-      { freeFailuresPerNickname: 1, freeFailuresPerAddress: 1 },
-      () => 0,
-    );
-    th.failed('ada', 'ip');
-    assert.ok(th.waitMs('ada', 'other-ip') > 0);
-    th.succeeded('ada');
-    assert.equal(th.waitMs('ada', 'other-ip'), 0);
-    assert.ok(th.waitMs('zed', 'ip') > 0);
-  });
-
-  it('keeps at most maxEntries keys', () => {
-    const th = createLoginThrottle({ freeFailuresPerNickname: 0, maxEntries: 10 }, () => 0);
-    for (let i = 0; i < 1000; i++) th.failed(`n${i}`, 'ip');
-    assert.equal(th.waitMs('n0', 'nowhere'), 0, 'the oldest were dropped');
-    assert.ok(th.waitMs('n999', 'nowhere') > 0);
+  it('still throttles, in memory, when Redis is down, without waiting for it', async () => {
+    const th = createLoginThrottle({ redis, keyPrefix: `test:${randomUUID()}`, ...limits });
+    await redisServer.stop();
+    await waitFor('the client to see Redis gone', () => redis.status !== 'ready', 5000);
+    const tookMs = await guessUntilSlowed(th, 'down');
+    for (const ms of tookMs) assert.ok(ms < 100, `${tookMs}`);
+    await redisServer.start();
+    await waitFor('redis ready again', () => redis.status === 'ready', 10000);
+    // Back on Redis, where the memory counts are not: the shared count starts afresh.
+    const turn = await th.begin('down', 'ip');
+    assert.equal(turn.waitMs, 0);
+    await attemptOf(turn).release();
   });
 });
 
@@ -81,7 +291,7 @@ describe('GET /api/users/me under password guessing', () => {
     return nickname;
   }
 
-  // The app trusts X-Forwarded-For from loopback (HAProxy), so tests can speak for many clients.
+  // The app trusts one hop of X-Forwarded-For (HAProxy's), so tests can speak for many clients.
   const me = (nickname: string, password: string, ip: string) =>
     request(app).get('/api/users/me').set(basic(nickname, password)).set('X-Forwarded-For', ip);
 

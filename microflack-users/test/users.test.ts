@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { randomInt } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import request from 'supertest';
 import type { Express } from 'express';
@@ -7,11 +8,14 @@ import {
   basic,
   bearer,
   makeToken,
+  startEtcd,
   startStack,
   waitFor,
+  type EtcdServer,
   type TestStack,
 } from '@microflack/common/testing';
-import { DB_KINDS, listenForEvents, nick, usersApp } from './helpers.js';
+import { createApp } from '../src/app.js';
+import { DB_KINDS, listenForEvents, nick, openTestDb, usersApp } from './helpers.js';
 
 for (const kind of DB_KINDS) {
   describe(`users on ${kind}`, () => {
@@ -256,20 +260,47 @@ for (const kind of DB_KINDS) {
     });
 
     describe('PUT /api/users/:id', () => {
-      it('changes the own nickname and password: 204, an event, the new password works', async () => {
+      it('changes the own nickname and password: 200 with a fresh token, older tokens revoked, an event, the new password works', async () => {
         const u = await createUser();
-        const token = makeToken(u.id);
+        // Revoke-all records live in the shared etcd, keyed by user id: an id of its own keeps
+        // this one from revoking the tokens of user 1, 2, ... in other test files.
+        const id = randomInt(1e6, 1e9);
+        await db('users').where({ id: u.id }).update({ id });
+        const token = makeToken(id);
+        const older = makeToken(id);
         const nickname = nick('renamed');
-        await request(app)
-          .put(`/api/users/${u.id}`)
+        const changed = await request(app)
+          .put(`/api/users/${id}`)
           .set(bearer(token))
-          .send({ nickname, password: 'new-pass' })
-          .expect(204);
-        const res = await request(app).get(`/api/users/${u.id}`).expect(200);
+          .send({ nickname, password: 'new-pass' });
+        assert.equal(changed.status, 200, changed.text);
+        assert.deepEqual(Object.keys(changed.body), ['token']);
+        assert.equal(changed.headers['cache-control'], 'no-store');
+        const res = await request(app).get(`/api/users/${id}`).expect(200);
         assert.equal(res.body.nickname, nickname);
         await request(app).get('/api/users/me').set(basic(nickname, 'new-pass')).expect(200);
         await request(app).get('/api/users/me').set(basic(nickname, u.password)).expect(401);
+        // Every token issued before, the one that made the change included, is refused; the
+        // fresh one is taken, now and after the second of the change is over.
+        for (const t of [token, older]) {
+          await request(app).put('/api/users/me').set(bearer(t)).expect(401);
+        }
+        await request(app).put('/api/users/me').set(bearer(changed.body.token)).expect(204);
+        await new Promise((r) => setTimeout(r, 1100));
+        await request(app).put('/api/users/me').set(bearer(changed.body.token)).expect(204);
+        await request(app).put('/api/users/me').set(bearer(token)).expect(401);
         await waitFor('rename event', () => events.forUser(nickname).length > 0);
+      });
+
+      it('changes the nickname alone: 204, and the token stays valid', async () => {
+        const u = await createUser();
+        const token = makeToken(u.id);
+        await request(app)
+          .put(`/api/users/${u.id}`)
+          .set(bearer(token))
+          .send({ nickname: nick('alone') })
+          .expect(204);
+        await request(app).put('/api/users/me').set(bearer(token)).expect(204);
       });
 
       it("answers 403 for someone else's account and changes nothing", async () => {
@@ -379,3 +410,44 @@ for (const kind of DB_KINDS) {
     });
   });
 }
+
+describe('PUT /api/users/:id with a new password while etcd is away', () => {
+  let etcd: EtcdServer;
+  let stack: TestStack;
+  let db: Knex;
+  let app: Express;
+
+  before(async () => {
+    // An etcd of its own, to stop.
+    etcd = await startEtcd();
+    stack = await startStack();
+    const platform = await stack.platform({ ETCD: etcd.url });
+    db = await openTestDb('sqlite');
+    app = createApp({ db, auth: platform.auth, events: platform.events, bcryptRounds: 10 });
+  });
+  after(async () => {
+    await db.destroy();
+    await stack.stop();
+    await etcd.stop();
+  });
+
+  it('answers 503 and changes nothing when the revocation cannot be recorded', async () => {
+    const nickname = nick('etcd');
+    const created = await request(app).post('/api/users').send({ nickname, password: 'old' });
+    assert.equal(created.status, 201);
+    const token = makeToken(created.body.id);
+    await etcd.stop();
+    const t0 = Date.now();
+    const res = await request(app)
+      .put(`/api/users/${created.body.id}`)
+      .set(bearer(token))
+      .send({ password: 'new' });
+    assert.equal(res.status, 503, res.text);
+    assert.equal(res.headers['retry-after'], '1');
+    assert.match(res.body.error, /unavailable/);
+    assert.ok(Date.now() - t0 < 10000, `${Date.now() - t0} ms`);
+    await request(app).get('/api/users/me').set(basic(nickname, 'old')).expect(200);
+    await request(app).get('/api/users/me').set(basic(nickname, 'new')).expect(401);
+    await request(app).put('/api/users/me').set(bearer(token)).expect(204);
+  });
+});

@@ -32,7 +32,11 @@ export async function startBackend(name: string): Promise<Backend> {
     }
     backend.hits++;
     res.setHeader('content-type', 'application/json');
-    res.end(JSON.stringify({ instance: name, path: req.url }));
+    // The client-address headers as they arrived, every line of each.
+    const forwarded = Object.fromEntries(
+      ['x-forwarded-for', 'forwarded', 'x-real-ip'].map((h) => [h, req.headersDistinct[h] ?? []]),
+    );
+    res.end(JSON.stringify({ instance: name, path: req.url, forwarded }));
   });
   // Longer than HAProxy's idle timeout, so HAProxy is the one closing idle connections.
   backend.server.keepAliveTimeout = 65000;
@@ -195,11 +199,16 @@ export class Load {
  * GET through the LB on a new connection (so each answer reflects the config in force now, not
  * that of an old worker still finishing an idle keep-alive connection); body parsed when JSON.
  */
-export function get(url: string, headers: Record<string, string> = {}) {
+export function get(url: string, headers: Record<string, string | string[]> = {}) {
   return new Promise<{
     status: number;
     text: string;
-    body: { instance?: string; path?: string; error?: string };
+    body: {
+      instance?: string;
+      path?: string;
+      error?: string;
+      forwarded?: Record<string, string[]>;
+    };
     headers: http.IncomingHttpHeaders;
   }>((resolve, reject) => {
     const req = http.get(url, { agent: false, headers, timeout: 5000 }, (res) => {

@@ -139,6 +139,26 @@ describe('load balancer routing', () => {
     );
   });
 
+  it('drops client-supplied X-Forwarded-For, Forwarded and X-Real-IP; sets only its own address', async () => {
+    await waitRouted(`${lb.url}/api/x`, 'api-1');
+    const cases: Array<Record<string, string | string[]>> = [
+      {},
+      { 'X-Forwarded-For': '9.9.9.9' },
+      { 'X-Forwarded-For': ['9.9.9.9, 8.8.8.8', '7.7.7.7'] },
+      { Forwarded: 'for=9.9.9.9', 'X-Real-IP': '9.9.9.9' },
+      { 'x-forwarded-for': '127.0.0.2', forwarded: 'for="[::1]"', 'x-real-ip': '10.0.0.1' },
+    ];
+    for (const headers of cases) {
+      const res = await get(`${lb.url}/api/x`, headers);
+      assert.equal(res.status, 200);
+      assert.deepEqual(
+        res.body.forwarded,
+        { 'x-forwarded-for': ['127.0.0.1'], forwarded: [], 'x-real-ip': [] },
+        JSON.stringify(headers),
+      );
+    }
+  });
+
   it('/stats answers 401 without the password and 200 with it', async () => {
     assert.equal((await get(`${lb.url}/stats`)).status, 401);
     assert.equal((await get(`${lb.url}/stats`, basic('admin', 'nope'))).status, 401);
