@@ -7,7 +7,11 @@ import {
   type HealthCheck,
   type Knex,
 } from '@microflack/common';
-import { createLoginThrottle, type CreateThrottleOptions } from './login-throttle.js';
+import {
+  createLoginThrottle,
+  type CreateThrottleOptions,
+  type LoginThrottle,
+} from './login-throttle.js';
 import { createPasswords } from './passwords.js';
 import { usersRouter } from './routes.js';
 
@@ -19,8 +23,11 @@ export interface Deps {
   health?: Record<string, HealthCheck>;
   /** bcrypt cost; 10 or more. */
   bcryptRounds?: number;
-  /** Limits, and the Redis that shares the counts between instances (else each counts alone). */
-  throttle?: CreateThrottleOptions;
+  /**
+   * The sign-in throttle, or its limits and the Redis that shares the counts between instances
+   * (else each counts alone).
+   */
+  throttle?: CreateThrottleOptions | LoginThrottle;
   /** Bytes of serialised users each instance keeps for the list. */
   jsonCacheBytes?: number;
 }
@@ -39,7 +46,10 @@ export function createApp(deps: Deps): Express {
         auth: deps.auth,
         events: deps.events,
         passwords: createPasswords(Math.max(10, deps.bcryptRounds ?? 11)),
-        throttle: createLoginThrottle(deps.throttle),
+        throttle:
+          deps.throttle && 'begin' in deps.throttle
+            ? deps.throttle
+            : createLoginThrottle(deps.throttle),
         jsonCacheBytes: deps.jsonCacheBytes,
       }),
     );

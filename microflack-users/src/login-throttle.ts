@@ -67,7 +67,15 @@ export interface LoginThrottle {
   begin(nickname: string, address: string): Promise<AttemptOrWait>;
   /** Where the counts are kept: 'redis', or 'memory' when no Redis was given. */
   readonly store: 'redis' | 'memory';
+  /** Changes the limits for the attempts to come (live settings); counts are kept. */
+  setLimits(limits: Partial<LiveThrottleLimits>): void;
 }
+
+/** The limits an operator may change on a running instance. */
+export type LiveThrottleLimits = Pick<
+  ThrottleOptions,
+  'freeFailuresPerNickname' | 'freeFailuresPerAddress' | 'baseDelayMs' | 'maxDelayMs'
+>;
 
 // rate-limiter-flexible's increment script, but a key under its points limit has its expiry
 // renewed on each change (a count is forgotten forgetAfterMs after its last failure, not its
@@ -301,5 +309,11 @@ export function createLoginThrottle(opts: CreateThrottleOptions = {}): LoginThro
     return { attempt, waitMs: 0 };
   }
 
-  return { begin, store: redis ? 'redis' : 'memory' };
+  function setLimits(limits: Partial<LiveThrottleLimits>): void {
+    Object.assign(o, limits);
+    nickname.free = o.freeFailuresPerNickname;
+    address.free = o.freeFailuresPerAddress;
+  }
+
+  return { begin, store: redis ? 'redis' : 'memory', setLimits };
 }

@@ -2,7 +2,7 @@
 import { connectPlatform, loadConfig, logger, openDb, runService } from '@microflack/common';
 import { createApp } from './app.js';
 import { usersConfig } from './config.js';
-import { createThrottleRedis } from './login-throttle.js';
+import { createLoginThrottle, createThrottleRedis } from './login-throttle.js';
 import { migrations } from './migrations.js';
 import { startSweeper } from './presence.js';
 
@@ -15,20 +15,21 @@ const platform = await connectPlatform(config);
 // Failed sign-ins are counted in Redis, shared by every instance; without REDIS, per instance.
 const throttleRedis = config.REDIS ? createThrottleRedis(config.REDIS) : undefined;
 if (!throttleRedis) logger.warn('REDIS not set: failed sign-ins are counted per instance');
+const throttle = createLoginThrottle({
+  redis: throttleRedis,
+  freeFailuresPerNickname: config.LOGIN_FREE_FAILURES_PER_NICKNAME,
+  freeFailuresPerAddress: config.LOGIN_FREE_FAILURES_PER_ADDRESS,
+  baseDelayMs: config.LOGIN_BASE_DELAY_MS,
+  maxDelayMs: config.LOGIN_MAX_DELAY_MS,
+  forgetAfterMs: config.LOGIN_FORGET_AFTER_SECONDS * 1000,
+});
 const app = createApp({
   db,
   auth: platform.auth,
   events: platform.events,
   health: platform.health,
   bcryptRounds: config.BCRYPT_ROUNDS,
-  throttle: {
-    redis: throttleRedis,
-    freeFailuresPerNickname: config.LOGIN_FREE_FAILURES_PER_NICKNAME,
-    freeFailuresPerAddress: config.LOGIN_FREE_FAILURES_PER_ADDRESS,
-    baseDelayMs: config.LOGIN_BASE_DELAY_MS,
-    maxDelayMs: config.LOGIN_MAX_DELAY_MS,
-    forgetAfterMs: config.LOGIN_FORGET_AFTER_SECONDS * 1000,
-  },
+  throttle,
 });
 const sweeper = startSweeper({
   etcd: platform.etcd,
@@ -51,4 +52,30 @@ await runService({
     () => throttleRedis?.quit().catch(() => throttleRedis.disconnect()),
     () => platform.close(),
   ],
+  // The throttle's limits, changed without a restart: /config/users/<key> (or /config/all/<key>),
+  // validated as the environment variable of the same name; deleting the key restores it.
+  live: {
+    login_free_failures_per_nickname: {
+      schema: usersConfig.LOGIN_FREE_FAILURES_PER_NICKNAME,
+      apply: (v: number | undefined) =>
+        throttle.setLimits({
+          freeFailuresPerNickname: v ?? config.LOGIN_FREE_FAILURES_PER_NICKNAME,
+        }),
+    },
+    login_free_failures_per_address: {
+      schema: usersConfig.LOGIN_FREE_FAILURES_PER_ADDRESS,
+      apply: (v: number | undefined) =>
+        throttle.setLimits({ freeFailuresPerAddress: v ?? config.LOGIN_FREE_FAILURES_PER_ADDRESS }),
+    },
+    login_base_delay_ms: {
+      schema: usersConfig.LOGIN_BASE_DELAY_MS,
+      apply: (v: number | undefined) =>
+        throttle.setLimits({ baseDelayMs: v ?? config.LOGIN_BASE_DELAY_MS }),
+    },
+    login_max_delay_ms: {
+      schema: usersConfig.LOGIN_MAX_DELAY_MS,
+      apply: (v: number | undefined) =>
+        throttle.setLimits({ maxDelayMs: v ?? config.LOGIN_MAX_DELAY_MS }),
+    },
+  },
 });
