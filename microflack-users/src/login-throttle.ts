@@ -1,5 +1,6 @@
 // Slows password guessing on GET /api/users/me: per nickname and per client address, after a few
 // free failures each further one must wait twice as long, up to a ceiling; never a permanent lockout.
+import { LRUCache } from 'lru-cache';
 
 export interface ThrottleOptions {
   /** Failures allowed before waiting starts. */
@@ -45,24 +46,27 @@ export function createLoginThrottle(
   clock: () => number = Date.now,
 ): LoginThrottle {
   const o = { ...DEFAULT_THROTTLE, ...opts };
-  // Map order is insertion order, refreshed on each failure: the first entries are the stalest.
-  const entries = new Map<string, Entry>();
+  // Least recently failed go first past maxEntries; a key forgetAfterMs past its last failure is
+  // gone. Reads (peek) neither refresh an entry nor extend its life: only a failure does.
+  const entries = new LRUCache<string, Entry>({
+    max: o.maxEntries,
+    ttl: o.forgetAfterMs,
+    // The throttle's clock, read at every check (lru-cache counts a start time of 0 as no start:
+    // an entry written at clock() === 0 is kept until its next failure, as only tests do).
+    perf: { now: clock },
+    ttlResolution: 0,
+  });
   // Attempts checked but not yet decided, per key; they count as failures until they are.
   const inFlight = new Map<string, number>();
 
-  function get(key: string, t: number): Entry | undefined {
-    const e = entries.get(key);
-    if (e && t - e.lastFailureAt > o.forgetAfterMs) {
-      entries.delete(key);
-      return undefined;
-    }
-    return e;
+  function get(key: string): Entry | undefined {
+    return entries.peek(key);
   }
 
   const delayMs = (over: number) => Math.min(o.maxDelayMs, o.baseDelayMs * 2 ** Math.min(30, over));
 
   function wait(key: string, free: number, t: number): number {
-    const e = get(key, t);
+    const e = get(key);
     const failures = e?.failures ?? 0;
     // An address with no failure may have many honest sign-ins in flight (one NAT, the LB itself,
     // a benchmark); its attempts in flight count only once it has failed. A nickname's always do.
@@ -81,15 +85,11 @@ export function createLoginThrottle(
   }
 
   function bump(key: string, t: number): void {
-    const e = get(key, t) ?? { failures: 0, lastFailureAt: t };
+    const e = get(key) ?? { failures: 0, lastFailureAt: t };
     e.failures++;
     e.lastFailureAt = t;
-    entries.delete(key);
+    // Most recent again, and forgetAfterMs from now.
     entries.set(key, e);
-    for (const k of entries.keys()) {
-      if (entries.size <= o.maxEntries) break;
-      entries.delete(k);
-    }
   }
 
   function waitMs(nickname: string, address: string): number {
