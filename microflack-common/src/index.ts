@@ -13,3 +13,5 @@ export * from './db.js';
 export * from './service.js';
 export * from './platform.js';
 export * from './json-cache.js';
+export * from './contract/index.js';
+export * from './retry.js';
