@@ -4,6 +4,14 @@ import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import dotenv from 'dotenv';
 import { z } from 'zod';
+import {
+  BalanceSchema,
+  DEFAULT_BALANCE,
+  INSTANCE_NAME_MAX,
+  InstanceNameSchema,
+  sanitizeInstanceName,
+  UpstreamAddressSchema,
+} from './contract/index.js';
 
 // The original's development default; accepted only outside production.
 export const DEV_JWT_SECRET_KEY = 'top-secret!';
@@ -22,21 +30,17 @@ export const BaseEnv = z.object({
   REDIS: z.string().regex(hostPort, 'must be host:port').optional(),
   DATABASE_URL: z.string().min(1).optional(),
   JWT_SECRET_KEY: z.string().min(1).default(DEV_JWT_SECRET_KEY),
-  SECRET_KEY: z.string().min(1).optional(),
-  SERVICE_NAME: z
-    .string()
-    .regex(/^[a-z][a-z0-9-]{0,31}$/, 'must be lower-case letters, digits, -')
-    .optional(),
-  SERVICE_URL: z.string().regex(hostPort, 'must be host:port').optional(),
-  LB_ALGORITHM: z.enum(['roundrobin', 'leastconn', 'source', 'first']).default('roundrobin'),
+  // What the load balancer reaches this instance at: it must accept it as an upstream.
+  SERVICE_URL: UpstreamAddressSchema.optional(),
+  // One list with the load balancer's: a value it refuses would be left out of its config.
+  LB_ALGORITHM: BalanceSchema.default(DEFAULT_BALANCE),
   LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'silent']).default('info'),
   MICROFLACK_HOME: z.string().default(path.join(os.homedir(), '.microflack')),
   HOST: z.string().default('127.0.0.1'),
   PORT: z.coerce.number().int().min(0).max(65535).default(0),
-  INSTANCE_NAME: z
-    .string()
-    .regex(/^[A-Za-z0-9_.-]{1,64}$/)
-    .optional(),
+  // Exactly what the load balancer accepts in an upstream key: another name would register and
+  // be left out of HAProxy.
+  INSTANCE_NAME: InstanceNameSchema.optional(),
   // How long a stopping instance keeps answering after deregistering, so the LB reconfigures first.
   SHUTDOWN_GRACE_MS: z.coerce.number().int().min(0).max(60000).default(2000),
 });
@@ -77,8 +81,20 @@ export function parseConfig<S extends z.ZodRawShape>(
   }
   // Stop here: a half-configured instance would register and take traffic.
   if (problems.length > 0 || !data) throw new ConfigError(problems);
-  data.INSTANCE_NAME ??= `${os.hostname()}-${process.pid}-${randomBytes(2).toString('hex')}`;
+  data.INSTANCE_NAME ??= defaultInstanceName();
   return data;
+}
+
+/**
+ * `<hostname>-<pid>-<4 hex>`, the hostname made to fit the instance-name pattern (any character it
+ * refuses becomes `-`, a leading one is dropped) and cut so the whole stays within its length.
+ */
+export function defaultInstanceName(
+  hostname: string = os.hostname(),
+  pid: number = process.pid,
+): string {
+  const suffix = `-${pid}-${randomBytes(2).toString('hex')}`;
+  return sanitizeInstanceName(hostname, INSTANCE_NAME_MAX - suffix.length) + suffix;
 }
 
 export class ConfigError extends Error {

@@ -1,6 +1,7 @@
 // The etcd v3 client every process shares, with a deadline on every call.
 import { Etcd3 } from 'etcd3';
-import { ExponentialBackoff, noop, type IBackoff } from 'cockatiel';
+import { noop, type IBackoff } from 'cockatiel';
+import { exponentialBackoff, RETRY_POLICIES } from './retry.js';
 
 export const ETCD_CALL_TIMEOUT_MS = 3000;
 
@@ -18,10 +19,7 @@ export function createEtcd(hosts: string[]): Etcd3 {
       host: () => noop,
       global: noop,
       // etcd3 is typed for a backoff instance but calls next() on it first, as a factory allows.
-      watchBackoff: new ExponentialBackoff({
-        initialDelay: 200,
-        maxDelay: 2000,
-      }) as unknown as IBackoff<unknown>,
+      watchBackoff: exponentialBackoff(RETRY_POLICIES.etcdWatch) as IBackoff<unknown>,
     },
   });
 }

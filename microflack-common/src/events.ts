@@ -1,15 +1,16 @@
 // `updated_model` events to every browser, published to Redis with the Socket.IO emitter.
 import { Emitter } from '@socket.io/redis-emitter';
 import { Redis, type RedisOptions } from 'ioredis';
+import { EVENTS, type ModelOf, type UpdatedModelEvent } from './contract/index.js';
 import { logger } from './log.js';
 import { eventFailures } from './metrics.js';
+import { RETRY_POLICIES, retryDelays } from './retry.js';
 
 const log = logger.child({ module: 'events' });
 
-export type ModelClass = 'User' | 'Message';
-
 export interface Events {
-  emitUpdatedModel(cls: ModelClass, model: object): void;
+  /** Sends `updated_model` `{ class, model }` (see the contract) to every browser. */
+  emitUpdatedModel<C extends UpdatedModelEvent['class']>(cls: C, model: ModelOf<C>): void;
   ping(): Promise<void>;
   close(): Promise<void>;
 }
@@ -21,12 +22,18 @@ export function parseHostPort(hostPort: string): { host: string; port: number } 
 
 /** A client that reconnects for ever; `options` override the defaults (made for events). */
 export function createRedis(hostPort: string, options: RedisOptions = {}): Redis {
+  const delays = retryDelays(RETRY_POLICIES.redisReconnect);
   const redis = new Redis({
     ...parseHostPort(hostPort),
     connectTimeout: 3000,
-    // Commands wait while Redis is briefly away (so events sent then still go out), but not forever.
-    maxRetriesPerRequest: 20,
-    retryStrategy: (times) => Math.min(times * 100, 2000),
+    // Commands wait while Redis is briefly away (so events sent then still go out), but not forever:
+    // 14 reconnections on the redisReconnect schedule are at most ~21 s, as before there was one.
+    maxRetriesPerRequest: 14,
+    // ioredis counts from 1 again after each successful connection.
+    retryStrategy: (times) => {
+      if (times <= 1) delays.reset();
+      return delays.next();
+    },
     ...options,
   });
   let down = false;
@@ -59,7 +66,7 @@ export function createEvents(redisHostPort: string | undefined): Events {
   const emitter = new Emitter(publisher);
   return {
     emitUpdatedModel(cls, model) {
-      emitter.emit('updated_model', { class: cls, model });
+      emitter.emit(EVENTS.updatedModel, { class: cls, model } as UpdatedModelEvent);
     },
     async ping() {
       // A health check wants the state now: a ping queued until a lost Redis returns says nothing.

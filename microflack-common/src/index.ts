@@ -14,3 +14,5 @@ export * from './service.js';
 export * from './platform.js';
 export * from './json-cache.js';
 export * from './live-config.js';
+export * from './contract/index.js';
+export * from './retry.js';

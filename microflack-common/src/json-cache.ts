@@ -2,6 +2,7 @@
 // serialising them again. The database says which version is current on every request (the
 // version column changes on every write, by trigger), so an entry is never trusted by age and
 // several instances stay correct; a stale entry is simply never asked for and ages out.
+import { LRUCache } from 'lru-cache';
 
 export interface RowJsonCache {
   /** The bytes of row `id` at exactly `version`, if kept. */
@@ -18,39 +19,28 @@ interface Entry {
 
 /** Least recently used entries go first once the kept bytes pass `maxBytes`. */
 export function createRowJsonCache(maxBytes: number): RowJsonCache {
-  // Map order is insertion order: a hit re-inserts, so the first entries are the least recent.
-  const map = new Map<number, Entry>();
-  let bytes = 0;
-
-  function remove(id: number, e: Entry): void {
-    map.delete(id);
-    bytes -= e.json.length;
-  }
+  // A row larger than the whole bound is not kept (and its older version goes).
+  const cache = new LRUCache<number, Entry>({
+    maxSize: maxBytes,
+    sizeCalculation: (e) => Math.max(1, e.json.length),
+  });
 
   return {
     get(id, version) {
-      const e = map.get(id);
+      // Only a hit on the exact version counts as a use.
+      const e = cache.peek(id);
       if (!e || e.version !== version) return undefined;
-      map.delete(id);
-      map.set(id, e);
+      cache.get(id);
       return e.json;
     },
     set(id, version, json) {
-      const old = map.get(id);
-      if (old) remove(id, old);
-      if (json.length > maxBytes) return;
-      map.set(id, { version, json });
-      bytes += json.length;
-      for (const [oldest, e] of map) {
-        if (bytes <= maxBytes) break;
-        remove(oldest, e);
-      }
+      cache.set(id, { version, json });
     },
     get entries() {
-      return map.size;
+      return cache.size;
     },
     get bytes() {
-      return bytes;
+      return cache.calculatedSize;
     },
   };
 }

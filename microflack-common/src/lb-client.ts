@@ -1,12 +1,12 @@
 // HTTP calls to other services through the load balancer, with timeouts and careful retries.
+import { handleWhen } from 'cockatiel';
 import { logger } from './log.js';
+import { RETRY_POLICIES, retryPolicy } from './retry.js';
 
 const log = logger.child({ module: 'lb-client' });
 
 export const LB_TIMEOUT_MS = 5000;
 export const LB_MAX_TRIES = 5;
-const BACKOFF_BASE_MS = 50;
-const BACKOFF_MAX_MS = 1000;
 
 export interface LbRequest {
   headers?: Record<string, string>;
@@ -50,10 +50,21 @@ function errorCode(err: unknown): string | undefined {
   return cause?.code ?? (err as { code?: string })?.code;
 }
 
-function backoffMs(attempt: number): number {
-  // Full jitter: spreads the retries of many callers after the same outage.
-  return Math.random() * Math.min(BACKOFF_MAX_MS, BACKOFF_BASE_MS * 2 ** attempt);
+/** A failure worth another try: thrown by one attempt, caught by the retry policy. */
+class RetriableFailure extends Error {
+  constructor(
+    cause: unknown,
+    /** The answer to give if this was the last try (a 503 or 502 is answered, not thrown). */
+    readonly response?: LbResponse,
+  ) {
+    super((cause as Error)?.message ?? 'unknown', { cause });
+  }
 }
+
+const retries = retryPolicy(RETRY_POLICIES.lbCall, {
+  maxAttempts: LB_MAX_TRIES - 1,
+  handle: handleWhen((err) => err instanceof RetriableFailure),
+});
 
 /**
  * Retry rules: a connection that was never made (refused, unresolvable) is retried for every method.
@@ -76,9 +87,7 @@ export function createLbClient(baseUrl: string): LbClient {
       body = JSON.stringify(opts.body);
       headers['content-type'] = 'application/json';
     }
-    let lastError: unknown;
-    for (let attempt = 0; attempt < LB_MAX_TRIES; attempt++) {
-      if (attempt > 0) await new Promise((r) => setTimeout(r, backoffMs(attempt)));
+    async function attempt({ attempt }: { attempt: number }): Promise<LbResponse<T>> {
       let res: Response;
       try {
         res = await fetch(base + path, {
@@ -88,27 +97,34 @@ export function createLbClient(baseUrl: string): LbClient {
           signal: AbortSignal.timeout(opts.timeoutMs ?? LB_TIMEOUT_MS),
         });
       } catch (err) {
-        lastError = err;
         const code = errorCode(err);
         const retriable =
           (code !== undefined && NOT_SENT_CODES.has(code)) ||
           (idempotent && (err as Error).name !== 'TimeoutError');
         log.debug({ method, path, attempt, code }, 'LB call failed');
-        if (!retriable) break;
-        continue;
+        throw retriable ? new RetriableFailure(err) : err;
       }
       const text = await res.text();
       const parsed = parseBody(text, res.headers.get('content-type'));
+      const response = { status: res.status, headers: res.headers, body: parsed as T };
       if (res.status === 503 || (res.status === 502 && idempotent)) {
-        lastError = new LbUnavailableError(`${method} ${path}: ${res.status}`);
-        if (attempt < LB_MAX_TRIES - 1) continue;
+        const err = new LbUnavailableError(`${method} ${path}: ${res.status}`);
+        throw new RetriableFailure(err, response);
       }
-      return { status: res.status, headers: res.headers, body: parsed as T };
+      return response;
     }
-    log.warn({ method, path, err: (lastError as Error)?.message }, 'LB call gave up');
-    throw new LbUnavailableError(
-      `${method} ${path} failed: ${(lastError as Error)?.message ?? 'unknown'}`,
-    );
+
+    try {
+      return await retries.execute(attempt);
+    } catch (err) {
+      // Out of tries on an answer: that answer (the last 503 or 502) is the result.
+      if (err instanceof RetriableFailure && err.response) return err.response as LbResponse<T>;
+      const cause = err instanceof RetriableFailure ? err.cause : err;
+      log.warn({ method, path, err: (cause as Error)?.message }, 'LB call gave up');
+      throw new LbUnavailableError(
+        `${method} ${path} failed: ${(cause as Error)?.message ?? 'unknown'}`,
+      );
+    }
   }
 
   return {

@@ -6,6 +6,7 @@
 import type { Etcd3, Watcher } from 'etcd3';
 import { z } from 'zod';
 import { logger } from './log.js';
+import { RETRY_POLICIES, retryDelays } from './retry.js';
 
 const log = logger.child({ module: 'live-config' });
 
@@ -143,6 +144,7 @@ export function watchLiveSettings(
   }
 
   async function start(): Promise<void> {
+    const delays = retryDelays(RETRY_POLICIES.liveSettings);
     for (let attempt = 0; !closed; attempt++) {
       try {
         const w = await etcd.watch().prefix(CONFIG_PREFIX).create();
@@ -161,7 +163,7 @@ export function watchLiveSettings(
       } catch (err) {
         if (attempt === 0)
           log.warn({ err: (err as Error).message }, 'live settings not read yet; retrying');
-        await new Promise((r) => setTimeout(r, Math.min(5000, 250 * 2 ** Math.min(attempt, 4))));
+        await new Promise((r) => setTimeout(r, delays.next()));
       }
     }
   }

@@ -4,6 +4,7 @@ import { createAuth, type Auth } from './auth.js';
 import { createEtcd, type Etcd3 } from './etcd.js';
 import { createEvents, type Events } from './events.js';
 import { createLbClient, type LbClient } from './lb-client.js';
+import { RETRY_POLICIES, retryPolicy } from './retry.js';
 import { createRevocationList } from './revocation.js';
 import type { HealthCheck } from './service.js';
 
@@ -39,17 +40,14 @@ export async function connectPlatform(config: BaseConfig): Promise<Platform> {
   };
 }
 
+// Tries in all before a service gives up starting (about two minutes without etcd).
+const REVOCATION_START_TRIES = 60;
+
 // Without the revoked set a revoked token would pass, so start waits for etcd.
 async function startRevocations(
   revocations: ReturnType<typeof createRevocationList>,
 ): Promise<void> {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      await revocations.start();
-      return;
-    } catch (err) {
-      if (attempt >= 60) throw err;
-      await new Promise((r) => setTimeout(r, Math.min(2000, 100 * attempt)));
-    }
-  }
+  await retryPolicy(RETRY_POLICIES.revocationStart, {
+    maxAttempts: REVOCATION_START_TRIES - 1,
+  }).execute(() => revocations.start());
 }

@@ -1,12 +1,26 @@
 // Service registration in etcd, in the original load balancer's key layout.
 import type { Etcd3, Lease, Watcher } from 'etcd3';
+import {
+  backendOptionKey,
+  BACKEND_OPTIONS,
+  InstanceNameSchema,
+  isBackendOption,
+  LocationSchema,
+  locationKey,
+  ServiceNameSchema,
+  serviceKeysPrefix,
+  UPSTREAM_WEIGHT_MAX,
+  UpstreamAddressSchema,
+  upstreamKey,
+} from './contract/index.js';
+import type { z } from 'zod';
 import { logger } from './log.js';
+import { RETRY_POLICIES, retryDelays } from './retry.js';
 
 const log = logger.child({ module: 'registry' });
 
-export const SERVICES_PREFIX = '/services/';
+export { SERVICES_PREFIX, upstreamKey } from './contract/index.js';
 export const LEASE_TTL_SECONDS = 10;
-const RETRY_MAX_MS = 5000;
 // A registration deleted behind the instance's back is noticed through a watch at once; this
 // periodic read is the safety net for a watch that missed it (e.g. during its own reconnect).
 const VERIFY_INTERVAL_MS = 1000;
@@ -30,12 +44,47 @@ export interface RegisteredInstance {
   deregister(): Promise<void>;
 }
 
-export function upstreamKey(service: string, instance: string): string {
-  return `${SERVICES_PREFIX}${service}/upstream/${instance}`;
+export class RegistrationError extends Error {
+  override name = 'RegistrationError';
+  constructor(readonly problems: string[]) {
+    super(`the load balancer would leave this registration out:\n  ${problems.join('\n  ')}`);
+  }
 }
 
-/** Registers the instance, keeps its lease alive, re-registers after losing it; never throws. */
+/** What the load balancer would refuse in this registration (see the contract); [] if nothing. */
+export function registrationProblems(reg: Registration): string[] {
+  const problems: string[] = [];
+  const check = (what: string, schema: z.ZodType, value: unknown) => {
+    const result = schema.safeParse(value);
+    if (!result.success) problems.push(`${what}: ${result.error.issues[0]?.message ?? 'invalid'}`);
+  };
+  check('service', ServiceNameSchema, reg.service);
+  check('instance', InstanceNameSchema, reg.instance);
+  check('address', UpstreamAddressSchema, reg.address);
+  if (reg.location !== undefined) check('location', LocationSchema, reg.location);
+  for (const [option, value] of Object.entries(reg.backend ?? {})) {
+    if (!isBackendOption(option)) problems.push(`backend ${option}: not an allowed option`);
+    else if (!(BACKEND_OPTIONS[option] as readonly string[]).includes(value))
+      problems.push(
+        `backend ${option}: ${value} is not one of ${BACKEND_OPTIONS[option].join(', ')}`,
+      );
+  }
+  const weight = reg.weight;
+  if (
+    weight !== undefined &&
+    (!Number.isInteger(weight) || weight < 0 || weight > UPSTREAM_WEIGHT_MAX)
+  )
+    problems.push(`weight: not 0-${UPSTREAM_WEIGHT_MAX}`);
+  return problems;
+}
+
+/**
+ * Registers the instance, keeps its lease alive, re-registers after losing it. Throws at once
+ * (RegistrationError) on a registration the load balancer would leave out; never after that.
+ */
 export function register(etcd: Etcd3, reg: Registration): RegisteredInstance {
+  const problems = registrationProblems(reg);
+  if (problems.length > 0) throw new RegistrationError(problems);
   const key = upstreamKey(reg.service, reg.instance);
   const value = reg.weight ? `${reg.address} weight ${reg.weight}` : reg.address;
   let lease: Lease | undefined;
@@ -43,14 +92,14 @@ export function register(etcd: Etcd3, reg: Registration): RegisteredInstance {
   let retryTimer: NodeJS.Timeout | undefined;
   let markReady: () => void = () => undefined;
   const ready = new Promise<void>((resolve) => (markReady = resolve));
-  const base = `${SERVICES_PREFIX}${reg.service}`;
   // Every key this instance owns (its upstream) or shares with its siblings (location, options).
   const owned = new Map<string, string>([
-    ...(reg.location ? [[`${base}/location`, reg.location] as [string, string]] : []),
+    ...(reg.location ? [[locationKey(reg.service), reg.location] as [string, string]] : []),
     ...Object.entries(reg.backend ?? {}).map(
-      ([option, v]) => [`${base}/backend/${option}`, v] as [string, string],
+      ([option, v]) => [backendOptionKey(reg.service, option), v] as [string, string],
     ),
   ]);
+  const delays = retryDelays(RETRY_POLICIES.registration);
   let watcher: Watcher | undefined;
   let verifyTimer: NodeJS.Timeout | undefined;
   let repairing: Promise<void> | undefined;
@@ -61,6 +110,7 @@ export function register(etcd: Etcd3, reg: Registration): RegisteredInstance {
     next.on('lost', (err) => {
       if (stopped || lease !== next) return;
       log.warn({ err: err.message }, 'lease lost, registering again');
+      delays.reset();
       schedule(0, 1);
     });
     await next.put(key).value(value);
@@ -77,11 +127,12 @@ export function register(etcd: Etcd3, reg: Registration): RegisteredInstance {
       attempt().then(
         () => {
           log.info({ key, value, tries }, 'registered');
+          delays.reset();
           markReady();
           guard();
         },
         (err) => {
-          const wait = Math.min(RETRY_MAX_MS, 250 * 2 ** Math.min(tries, 5));
+          const wait = delays.next();
           log.warn(
             { err: err.message, tries, retryInMs: wait },
             'etcd unreachable, registration retrying',
@@ -114,7 +165,10 @@ export function register(etcd: Etcd3, reg: Registration): RegisteredInstance {
         } catch (err) {
           // The lease itself is gone (expired during an outage): register with a new one.
           log.warn({ err: (err as Error).message }, 'lease gone, registering again');
-          if (lease === current) schedule(0, 1);
+          if (lease === current) {
+            delays.reset();
+            schedule(0, 1);
+          }
           return;
         }
       }
@@ -131,7 +185,7 @@ export function register(etcd: Etcd3, reg: Registration): RegisteredInstance {
     if (watcher) return;
     etcd
       .watch()
-      .prefix(`${base}/`)
+      .prefix(serviceKeysPrefix(reg.service))
       .create()
       .then(
         (w) => {

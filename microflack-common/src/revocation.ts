@@ -1,15 +1,21 @@
 // The set of revoked tokens, kept in memory and current through an etcd watch.
 import type { Etcd3, Watcher } from 'etcd3';
+import {
+  REVOKED_PREFIX,
+  REVOKED_TOKENS_PREFIX,
+  REVOKED_USERS_PREFIX,
+  revokedTokenKey,
+  revokedUserKey,
+} from './contract/index.js';
 import { logger } from './log.js';
 
 const log = logger.child({ module: 'revocation' });
 
-export const REVOKED_TOKENS_PREFIX = '/revoked-tokens/';
 // Not in the original: "revoke all" records, per user, the last moment whose tokens are revoked,
 // as Unix seconds: "1712345678" (written before millisecond records; covers that whole second) or
 // "1712345678.123" (to the millisecond). A reader that only knows whole seconds parses the second
 // form as a number and revokes every token issued up to that second, as it always did.
-export const REVOKED_USERS_PREFIX = '/revoked-users/';
+export { REVOKED_TOKENS_PREFIX, REVOKED_USERS_PREFIX } from './contract/index.js';
 // Lease slack so a revocation outlives the token even with small clock differences.
 export const REVOCATION_SLACK_SECONDS = 5;
 // The longest token lifetime anyone issues; a revoke-all record must outlive every token.
@@ -102,19 +108,19 @@ export function createRevocationList(etcd: Etcd3): RevocationList {
     },
     async revokeToken({ jti, exp }) {
       const remaining = exp - Math.floor(Date.now() / 1000);
-      await putWithLease(REVOKED_TOKENS_PREFIX + jti, '', remaining + REVOCATION_SLACK_SECONDS);
+      await putWithLease(revokedTokenKey(jti), '', remaining + REVOCATION_SLACK_SECONDS);
     },
     async revokeAllTokens(userId, atMs) {
       const until = Math.max(Date.now(), atMs ?? 0);
       await putWithLease(
-        `${REVOKED_USERS_PREFIX}${userId}`,
+        revokedUserKey(userId),
         formatRevokedUntil(until),
         MAX_TOKEN_LIFETIME_SECONDS + REVOCATION_SLACK_SECONDS,
       );
     },
     async start() {
       await load();
-      watcher = await etcd.watch().prefix('/revoked-').create();
+      watcher = await etcd.watch().prefix(REVOKED_PREFIX).create();
       watcher.on('put', (kv) => apply(kv.key.toString(), kv.value.toString()));
       watcher.on('delete', (kv) => forget(kv.key.toString()));
       watcher.on('disconnected', () => {

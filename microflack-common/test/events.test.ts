@@ -6,6 +6,7 @@ import { createAdapter } from '@socket.io/redis-adapter';
 import { Redis } from 'ioredis';
 import { Server } from 'socket.io';
 import { io as connect, type Socket } from 'socket.io-client';
+import { MessageSchema, UserSchema, type Message, type User } from '../src/contract/index.js';
 import { createEvents, parseHostPort } from '../src/events.js';
 import { registry } from '../src/metrics.js';
 import { sharedBackends, startRedis } from '../src/testing/index.js';
@@ -25,6 +26,34 @@ async function socketServer(redisHostPort: string) {
       sub.disconnect();
     },
   };
+}
+
+function message(id: number, source: string): Message {
+  return MessageSchema.parse({
+    id,
+    created_at: 1,
+    updated_at: 1,
+    source,
+    html: `<p>${source}</p>`,
+    user_id: 1,
+    _links: { self: `/api/messages/${id}`, user: '/api/users/1' },
+  });
+}
+
+function user(id: number): User {
+  return UserSchema.parse({
+    id,
+    created_at: 1,
+    updated_at: 1,
+    nickname: `u${id}`,
+    last_seen_at: 1,
+    online: true,
+    _links: {
+      self: `/api/users/${id}`,
+      messages: `/api/messages?user_id=${id}`,
+      tokens: '/api/tokens',
+    },
+  });
 }
 
 function nextEvent(socket: Socket, name: string, timeoutMs = 3000): Promise<unknown> {
@@ -59,10 +88,10 @@ describe('events', () => {
       });
     });
     // The adapter subscribes to Redis asynchronously; publish until the subscription is live.
-    const timer = setInterval(() => events.emitUpdatedModel('Message', { id: 1, source }), 100);
-    events.emitUpdatedModel('Message', { id: 1, source });
+    const timer = setInterval(() => events.emitUpdatedModel('Message', message(1, source)), 100);
+    events.emitUpdatedModel('Message', message(1, source));
     try {
-      assert.deepEqual(await received, { class: 'Message', model: { id: 1, source } });
+      assert.deepEqual(await received, { class: 'Message', model: message(1, source) });
     } finally {
       clearInterval(timer);
     }
@@ -73,7 +102,7 @@ describe('events', () => {
 
   it('is a no-op without REDIS', async () => {
     const events = createEvents(undefined);
-    events.emitUpdatedModel('User', { id: 1 });
+    events.emitUpdatedModel('User', user(1));
     await events.close();
   });
 
@@ -85,7 +114,7 @@ describe('events', () => {
     const before =
       (await registry.getSingleMetric('events_emit_failures_total')?.get())?.values[0]?.value ?? 0;
     const t0 = Date.now();
-    events.emitUpdatedModel('User', { id: 2 });
+    events.emitUpdatedModel('User', user(2));
     assert.ok(Date.now() - t0 < 50, 'emit does not block');
     const deadline = Date.now() + 30000;
     let after = before;

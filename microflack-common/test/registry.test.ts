@@ -1,7 +1,13 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { createEtcd, type Etcd3 } from '../src/etcd.js';
-import { LEASE_TTL_SECONDS, register, upstreamKey } from '../src/registry.js';
+import {
+  LEASE_TTL_SECONDS,
+  register,
+  RegistrationError,
+  upstreamKey,
+  type Registration,
+} from '../src/registry.js';
 import { sharedBackends, waitFor } from '../src/testing/index.js';
 import { spawnFixture } from './fixtures/spawn.js';
 
@@ -30,6 +36,23 @@ describe('registry', () => {
     await reg.deregister();
     assert.equal(await etcd.get(upstreamKey(svc, 'i1')).string(), null);
     assert.equal(await etcd.get(`/services/${svc}/location`).string(), '/api/x');
+  });
+
+  it('refuses at once, writing nothing, a registration the load balancer would leave out', async () => {
+    const svc = `refused-${Date.now()}`;
+    const bad: Registration[] = [
+      { service: svc, instance: '.hidden', address: '127.0.0.1:1' },
+      { service: 'Upper', instance: 'i1', address: '127.0.0.1:1' },
+      { service: svc, instance: 'i1', address: ':::5000' },
+      { service: svc, instance: 'i1', address: '127.0.0.1:1', location: 'api/x' },
+      { service: svc, instance: 'i1', address: '127.0.0.1:1', backend: { balance: 'hash' } },
+      { service: svc, instance: 'i1', address: '127.0.0.1:1', backend: { maxconn: '10' } },
+      { service: svc, instance: 'i1', address: '127.0.0.1:1', weight: 257 },
+    ];
+    for (const reg of bad) {
+      assert.throws(() => register(etcd, reg), RegistrationError, JSON.stringify(reg));
+    }
+    assert.deepEqual(await etcd.getAll().prefix(`/services/${svc}/`).keys(), []);
   });
 
   it('puts its keys back within 2 s when they are deleted while it lives, and not after deregistering', async () => {

@@ -1,8 +1,16 @@
 // Shared by the messages tests: an app on a real database, and a Socket.IO subscriber on the shared Redis.
+import assert from 'node:assert/strict';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createAdapter } from '@socket.io/redis-adapter';
-import { openDb, parseHostPort, type Knex, type Platform } from '@microflack/common';
+import {
+  EVENTS,
+  openDb,
+  parseHostPort,
+  UpdatedModelEventSchema,
+  type Knex,
+  type Platform,
+} from '@microflack/common';
 import { createTestDatabase, tempDir, waitFor, type TestStack } from '@microflack/common/testing';
 import { Redis } from 'ioredis';
 import { Server } from 'socket.io';
@@ -71,11 +79,18 @@ export async function subscribe(redisHostPort: string): Promise<Subscriber> {
     client.once('connect_error', reject);
   });
   const events: Subscriber['events'] = [];
-  client.on('updated_model', (e: Subscriber['events'][number]) => events.push(e));
+  // Every event must be what the contract says updated_model carries.
+  const offContract: string[] = [];
+  client.on(EVENTS.updatedModel, (e: Subscriber['events'][number]) => {
+    const checked = UpdatedModelEventSchema.safeParse(e);
+    if (!checked.success) offContract.push(`${JSON.stringify(e)}: ${checked.error.message}`);
+    events.push(e);
+  });
   return {
     events,
     async waitForEvent(what, match) {
       await waitFor(what, () => events.some(match), 5000);
+      assert.deepEqual(offContract, [], 'updated_model events off the contract');
       return events.find(match) as Subscriber['events'][number];
     },
     async close() {

@@ -3,13 +3,27 @@
 import { Server, type Socket } from 'socket.io';
 import { createAdapter } from '@socket.io/redis-adapter';
 import type { Redis } from 'ioredis';
-import { counter, logger, type LbClient, type LbResponse } from '@microflack/common';
+import {
+  counter,
+  EventTokenSchema,
+  EVENTS,
+  logger,
+  PostMessageDataSchema,
+  SOCKETIO_LOCATION,
+  type ClientToServerEvents,
+  type EventError,
+  type LbClient,
+  type LbResponse,
+  type PingUserAck,
+  type PostMessageAck,
+  type PostMessageData,
+  type ServerToClientEvents,
+} from '@microflack/common';
 
 const log = logger.child({ module: 'gateway' });
 
 /** The largest event a client may send; a bigger one closes that client's connection. */
 export const MAX_PAYLOAD_BYTES = 64 * 1024;
-const MAX_TOKEN_LENGTH = 4096;
 // A client waiting on this many answers gets refused rather than queueing work on the services.
 const MAX_IN_FLIGHT_PER_SOCKET = 8;
 // Shorter than Socket.IO's default ack timeout on clients, so an answer always comes.
@@ -27,13 +41,13 @@ export interface GatewayDeps {
   sub: Redis;
 }
 
-/** What an acknowledgement carries when the event failed. */
-export interface EventError {
-  error: string;
-  status: number;
-}
-
 type Ack = (answer: unknown) => void;
+
+/** A client's events as they arrive: named by the contract, every argument still unchecked. */
+type ClientEventsUnchecked = {
+  [E in keyof ClientToServerEvents]: (...args: unknown[]) => void;
+};
+type GatewaySocket = Socket<ClientEventsUnchecked, ServerToClientEvents>;
 
 interface SocketData {
   /** The last token that the users service accepted, used to sign the user out on disconnect. */
@@ -50,23 +64,18 @@ class EventRefused extends Error {
   }
 }
 
-function readToken(value: unknown): string {
-  if (typeof value !== 'string' || value.length === 0)
-    throw new EventRefused(400, 'token required');
-  if (value.length > MAX_TOKEN_LENGTH || !/^[A-Za-z0-9._-]+$/.test(value)) {
-    throw new EventRefused(400, 'malformed token');
-  }
-  return value;
+/** A contract schema (zod), as far as the gateway uses one. */
+interface Schema<T> {
+  safeParse(
+    value: unknown,
+  ): { success: true; data: T } | { success: false; error: { issues: Array<{ message: string }> } };
 }
 
-function readMessageData(value: unknown): Record<string, unknown> {
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-    throw new EventRefused(400, 'message data must be an object');
-  }
-  if (typeof (value as { source?: unknown }).source !== 'string') {
-    throw new EventRefused(400, 'message source must be a string');
-  }
-  return value as Record<string, unknown>;
+/** An event argument checked against the contract's schema; refused with the schema's message. */
+function read<T>(schema: Schema<T>, value: unknown): T {
+  const result = schema.safeParse(value);
+  if (!result.success) throw new EventRefused(400, result.error.issues[0]?.message ?? 'bad event');
+  return result.data;
 }
 
 function bearer(token: string): { headers: Record<string, string>; timeoutMs: number } {
@@ -79,9 +88,13 @@ function errorOf(res: LbResponse): EventError {
   return { error: message, status: res.status };
 }
 
-export function createSocketServer({ lb, pub, sub }: GatewayDeps): Server {
-  const io = new Server({
-    path: '/socket.io',
+export function createSocketServer({
+  lb,
+  pub,
+  sub,
+}: GatewayDeps): Server<ClientEventsUnchecked, ServerToClientEvents> {
+  const io = new Server<ClientEventsUnchecked, ServerToClientEvents>({
+    path: SOCKETIO_LOCATION,
     serveClient: false,
     maxHttpBufferSize: MAX_PAYLOAD_BYTES,
     adapter: createAdapter(pub, sub),
@@ -99,13 +112,13 @@ export function createSocketServer({ lb, pub, sub }: GatewayDeps): Server {
     for (const socket of io.sockets.sockets.values()) socket.conn.close();
   });
 
-  function expired(socket: Socket, token: string): void {
+  function expired(socket: GatewaySocket, token: string): void {
     if ((socket.data as SocketData).token === token) delete (socket.data as SocketData).token;
-    socket.emit('expired_token');
+    socket.emit(EVENTS.expiredToken);
   }
 
-  async function pingUser(socket: Socket, args: unknown[]): Promise<unknown> {
-    const token = readToken(args[0]);
+  async function pingUser(socket: GatewaySocket, args: unknown[]): Promise<PingUserAck> {
+    const token = read(EventTokenSchema, args[0]);
     const res = await lb.put('/api/users/me', bearer(token));
     if (res.status === 401) {
       expired(socket, token);
@@ -116,9 +129,9 @@ export function createSocketServer({ lb, pub, sub }: GatewayDeps): Server {
     return { ok: true };
   }
 
-  async function postMessage(socket: Socket, args: unknown[]): Promise<unknown> {
-    const data = readMessageData(args[0]);
-    const token = readToken(args[1]);
+  async function postMessage(socket: GatewaySocket, args: unknown[]): Promise<PostMessageAck> {
+    const data: PostMessageData = read(PostMessageDataSchema, args[0]);
+    const token = read(EventTokenSchema, args[1]);
     const res = await lb.post('/api/messages', { ...bearer(token), body: data });
     if (res.status === 401) {
       expired(socket, token);
@@ -126,15 +139,15 @@ export function createSocketServer({ lb, pub, sub }: GatewayDeps): Server {
     }
     if (res.status >= 400) return errorOf(res);
     (socket.data as SocketData).token = token;
-    return res.body;
+    return res.body as PostMessageAck;
   }
 
   // Every event goes through here: arguments are checked, failures answer the sender only, and
   // nothing a client sends can throw out of a listener (which would end the process).
   function on(
-    socket: Socket,
-    event: string,
-    handler: (socket: Socket, args: unknown[]) => Promise<unknown>,
+    socket: GatewaySocket,
+    event: keyof ClientToServerEvents,
+    handler: (socket: GatewaySocket, args: unknown[]) => Promise<unknown>,
   ): void {
     socket.on(event, (...args: unknown[]) => {
       const last = args[args.length - 1];
@@ -172,8 +185,8 @@ export function createSocketServer({ lb, pub, sub }: GatewayDeps): Server {
 
   io.on('connection', (socket) => {
     socket.data = { inFlight: 0 } satisfies SocketData;
-    on(socket, 'ping_user', pingUser);
-    on(socket, 'post_message', postMessage);
+    on(socket, EVENTS.pingUser, pingUser);
+    on(socket, EVENTS.postMessage, postMessage);
     socket.on('disconnect', (reason) => {
       const token = (socket.data as SocketData).token;
       if (!token) return;

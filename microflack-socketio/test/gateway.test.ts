@@ -6,7 +6,13 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { io as connect, type Socket } from 'socket.io-client';
-import { createEvents, createLbClient, createRedis, type Events } from '@microflack/common';
+import {
+  createEvents,
+  createLbClient,
+  createRedis,
+  type Events,
+  type Message,
+} from '@microflack/common';
 import { startRedis, waitFor, type RedisServer } from '@microflack/common/testing';
 import { createApp } from '../src/app.js';
 import { createSocketServer, MAX_PAYLOAD_BYTES } from '../src/gateway.js';
@@ -242,7 +248,7 @@ describe('socketio gateway', () => {
   it('delivers one updated_model from Redis to clients on both instances, over WebSocket and polling', async () => {
     const onOne = await client(one.url);
     const onTwo = await client(two.url, ['polling']);
-    const id = Math.floor(Math.random() * 1e9);
+    const id = 1 + Math.floor(Math.random() * 1e9);
     const matching = (s: Socket) =>
       new Promise<unknown>((resolve, reject) => {
         const timer = setTimeout(() => reject(new Error('no updated_model')), 5000);
@@ -253,9 +259,18 @@ describe('socketio gateway', () => {
         });
       });
     const got = [matching(onOne), matching(onTwo)];
-    events.emitUpdatedModel('Message', { id, html: '<p>x</p>' });
+    const model: Message = {
+      id,
+      created_at: 1,
+      updated_at: 1,
+      source: 'x',
+      html: '<p>x</p>',
+      user_id: 1,
+      _links: { self: `/api/messages/${id}`, user: '/api/users/1' },
+    };
+    events.emitUpdatedModel('Message', model);
     const [a, b] = await Promise.all(got);
-    assert.deepEqual(a, { class: 'Message', model: { id, html: '<p>x</p>' } });
+    assert.deepEqual(a, { class: 'Message', model });
     assert.deepEqual(b, a);
   });
 

@@ -1,22 +1,6 @@
 // The REST API as the client sees it: same origin, JSON, a deadline on every call.
-export interface User {
-  id: number;
-  nickname: string;
-  online: boolean;
-  created_at: number;
-  updated_at: number;
-  last_seen_at?: number | null;
-}
-
-export interface Message {
-  id: number;
-  user_id: number;
-  source: string;
-  /** Rendered and sanitized by the messages service: the only HTML the client inserts. */
-  html: string;
-  created_at: number;
-  updated_at: number;
-}
+// The models are the platform contract's (types only: nothing of it is bundled).
+export type { Message, User } from '@microflack/common/contract';
 
 export interface ApiResponse<T> {
   status: number;

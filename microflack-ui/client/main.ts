@@ -1,6 +1,12 @@
 // The MicroFlack client: sign in, read and post messages, see who is online, all kept current by
 // Socket.IO (or, when the page says so, by polling the REST API every second as the original did).
 import { io, type Socket } from 'socket.io-client';
+import { EVENTS, SOCKETIO_LOCATION } from '@microflack/common/contract/constants';
+import type {
+  ClientToServerEvents,
+  PostMessageAck,
+  ServerToClientEvents,
+} from '@microflack/common/contract';
 import { call, errorMessage, fetchList, type Message, type User } from './api.js';
 import { element, renameAuthors, renderMessages, renderUsers } from './views.js';
 
@@ -19,7 +25,7 @@ let usersSeen: number | undefined;
 let messagesSeen: number | undefined;
 let token: string | null = sessionStorage.getItem(TOKEN_KEY);
 let pingTimer: number | undefined;
-let socket: Socket | undefined;
+let socket: Socket<ServerToClientEvents, ClientToServerEvents> | undefined;
 
 const loginForm = element<HTMLFormElement>('#login-form');
 const loginError = element<HTMLElement>('#login-error');
@@ -137,7 +143,7 @@ function setToken(value: string | null): void {
 async function ping(): Promise<void> {
   if (!token) return;
   if (socket) {
-    if (socket.connected) socket.emit('ping_user', token);
+    if (socket.connected) socket.emit(EVENTS.pingUser, token);
     return; // a disconnected socket pings on reconnecting
   }
   const res = await call('PUT', '/api/users/me', { token }).catch(() => undefined);
@@ -190,16 +196,16 @@ async function signOut(): Promise<void> {
 
 // ---- posting
 
-type PostAnswer = Message | { error: string; status?: number };
+type PostAnswer = PostMessageAck | { error: string; status?: number };
 
 async function post(source: string): Promise<void> {
   if (!token) return;
   let answer: PostAnswer;
   if (socket?.connected) {
     try {
-      answer = (await socket
+      answer = await socket
         .timeout(ACK_TIMEOUT_MS)
-        .emitWithAck('post_message', { source }, token)) as PostAnswer;
+        .emitWithAck(EVENTS.postMessage, { source }, token);
     } catch {
       answer = { error: 'The message could not be sent, please try again.' };
     }
@@ -246,20 +252,21 @@ postForm.addEventListener('submit', (ev) => {
 element('#signout').addEventListener('click', () => void signOut());
 
 if (mode === 'socketio') {
-  socket = io({ path: '/socket.io' });
+  socket = io({ path: SOCKETIO_LOCATION });
   socket.on('connect', () => {
     setStatus('');
-    if (token) socket?.emit('ping_user', token);
+    if (token) socket?.emit(EVENTS.pingUser, token);
     // Whatever changed while disconnected, so a reader never misses a message.
     void sync();
   });
   socket.on('disconnect', () => setStatus('Reconnecting…'));
-  socket.on('updated_model', (data: { class?: unknown; model?: unknown }) => {
+  socket.on(EVENTS.updatedModel, (data) => {
+    // Typed by the contract, but checked all the same: a browser trusts nothing it is sent.
     if (typeof data?.model !== 'object' || data.model === null) return;
-    if (data.class === 'User') mergeUsers([data.model as User]);
-    else if (data.class === 'Message') mergeMessages([data.model as Message]);
+    if (data.class === 'User') mergeUsers([data.model]);
+    else if (data.class === 'Message') mergeMessages([data.model]);
   });
-  socket.on('expired_token', () => expired());
+  socket.on(EVENTS.expiredToken, () => expired());
 } else {
   const poll = () => void sync().finally(() => window.setTimeout(poll, POLL_INTERVAL_MS));
   poll();

@@ -1,11 +1,10 @@
 // Who is online: the sweep that marks silent users offline, run by one instance chosen in etcd.
-import { logger, type Events, type Knex } from '@microflack/common';
+import { logger, PRESENCE_ELECTION, type Events, type Knex } from '@microflack/common';
 import type { Campaign, Election } from 'etcd3';
 import { markStaleUsersOffline, now, toJson } from './users.js';
 
 const log = logger.child({ module: 'presence' });
 
-export const SWEEP_ELECTION = 'microflack-users-sweep';
 const CAMPAIGN_RETRY_MS = 1000;
 
 /** One sweep: marks offline everyone not seen for `timeoutSeconds`, and tells the browsers. */
@@ -40,7 +39,7 @@ export interface Sweeper {
  * overlaps a successor's is harmless, as both only mark offline users who are silent.
  */
 export function startSweeper(opts: SweeperOptions): Sweeper {
-  const election = opts.etcd.election(SWEEP_ELECTION, opts.leaderTtlSeconds);
+  const election = opts.etcd.election(PRESENCE_ELECTION, opts.leaderTtlSeconds);
   let campaign: Campaign | undefined;
   let timer: NodeJS.Timeout | undefined;
   let retry: NodeJS.Timeout | undefined;

@@ -1,11 +1,20 @@
 // What the users tests share: an app on a fresh database of either kind, and an event listener.
+import assert from 'node:assert/strict';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createAdapter } from '@socket.io/redis-adapter';
 import { Redis } from 'ioredis';
 import { Server } from 'socket.io';
 import { io as connect, type Socket } from 'socket.io-client';
-import { logger, openDb, parseHostPort, type Knex, type Platform } from '@microflack/common';
+import {
+  EVENTS,
+  logger,
+  openDb,
+  parseHostPort,
+  UpdatedModelEventSchema,
+  type Knex,
+  type Platform,
+} from '@microflack/common';
 import { createTestDatabase, tempDir, type TestStack } from '@microflack/common/testing';
 import { createApp, type Deps } from '../src/app.js';
 import { migrations } from '../src/migrations.js';
@@ -66,11 +75,18 @@ export async function listenForEvents(redisHostPort: string) {
     client.once('connect_error', reject);
   });
   const received: UpdatedModel[] = [];
-  client.on('updated_model', (data: UpdatedModel) => received.push(data));
+  // Every event must be what the contract says updated_model carries.
+  const offContract: string[] = [];
+  client.on(EVENTS.updatedModel, (data: UpdatedModel) => {
+    const checked = UpdatedModelEventSchema.safeParse(data);
+    if (!checked.success) offContract.push(`${JSON.stringify(data)}: ${checked.error.message}`);
+    received.push(data);
+  });
   return {
     received,
     /** Events of class User about this nickname, in arrival order. */
     forUser(nickname: string): Record<string, unknown>[] {
+      assert.deepEqual(offContract, [], 'updated_model events off the contract');
       return received
         .filter((e) => e.class === 'User' && e.model.nickname === nickname)
         .map((e) => e.model);

@@ -2,7 +2,7 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { io, type Socket } from 'socket.io-client';
-import { createEtcd, register } from '@microflack/common';
+import { createEtcd, EVENTS, register, serviceKeysPrefix } from '@microflack/common';
 import { waitRouted } from './ceilings.js';
 import type { Api } from './seed.js';
 
@@ -80,7 +80,7 @@ export async function measureRegistration(
       await reg.deregister();
       server.close();
       // The service keeps its permanent keys; remove them so the LB config does not grow.
-      await etcd.delete().prefix(`/services/${name}/`);
+      await etcd.delete().prefix(serviceKeysPrefix(name));
     }
   } finally {
     etcd.close();
@@ -122,16 +122,16 @@ export async function measureFanout(
         for (const s of sockets) {
           const onEvent = (data: { class?: string; model?: { source?: string } }) => {
             if (data?.class !== 'Message' || data.model?.source !== source) return;
-            s.off('updated_model', onEvent);
+            s.off(EVENTS.updatedModel, onEvent);
             if (--pending === 0) {
               clearTimeout(timer);
               resolve();
             }
           };
-          s.on('updated_model', onEvent);
+          s.on(EVENTS.updatedModel, onEvent);
         }
       });
-      sender.emit('post_message', { source }, token);
+      sender.emit(EVENTS.postMessage, { source }, token);
       await allReceived;
       delays.push(performance.now() - t0);
     }

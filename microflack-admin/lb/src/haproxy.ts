@@ -2,7 +2,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
-import { logger } from '@microflack/common';
+import { logger, RETRY_POLICIES, retryDelays } from '@microflack/common';
 import type { LbConfig } from './config.js';
 
 const log = logger.child({ module: 'haproxy' });
@@ -74,7 +74,9 @@ export class Haproxy {
   private superviseTimer: NodeJS.Timeout | undefined;
   private stopping = false;
   private restarting: Promise<void> | undefined;
+  // The first restart is at once; a failed one is tried again on the haproxyRestart schedule.
   private restartDelayMs = 0;
+  private readonly restartDelays = retryDelays(RETRY_POLICIES.haproxyRestart);
   reloads = 0;
   restarts = 0;
 
@@ -163,8 +165,9 @@ export class Haproxy {
         await this.start();
         this.restarts++;
         this.restartDelayMs = 0;
+        this.restartDelays.reset();
       } catch (err) {
-        this.restartDelayMs = Math.min(10000, Math.max(500, this.restartDelayMs * 2));
+        this.restartDelayMs = this.restartDelays.next();
         log.error(
           { err: (err as Error).message, retryInMs: this.restartDelayMs },
           'haproxy restart failed',

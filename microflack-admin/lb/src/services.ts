@@ -1,25 +1,26 @@
 // Turns the /services tree from etcd into a checked model; anything not of the expected form is left out.
 import { createHash } from 'node:crypto';
+import {
+  BACKEND_OPTIONS,
+  DEFAULT_BALANCE,
+  INSTANCE_NAME,
+  isBackendOption,
+  isLocation,
+  locationKey,
+  parseUpstream,
+  SERVICE_NAME,
+  SERVICES_PREFIX,
+  SOCKETIO_LOCATION,
+} from '@microflack/common';
 
-export const SERVICES_PREFIX = '/services/';
-
-export const SERVICE_NAME = /^[a-z][a-z0-9_-]{0,62}$/;
-// Instance names are host-derived by default (hostname-pid-hex), so upper case and dots are allowed.
-export const INSTANCE_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
-// A path prefix of unreserved URL characters; no `//`, `.` segments or trailing slash (but `/` itself).
-export const LOCATION =
-  /^\/(?:[A-Za-z0-9_~-][A-Za-z0-9._~-]*(?:\/[A-Za-z0-9_~-][A-Za-z0-9._~-]*)*)?$/;
-const HOSTNAME =
-  /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
-const IPV4 = /^(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(?:\.(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/;
-const UPSTREAM = /^([^:\s]+):(\d{1,5})(?: weight (\d{1,3}))?$/;
-
-/** Backend options an etcd key may set, with the values each accepts. */
-export const BACKEND_OPTIONS: Record<string, ReadonlySet<string>> = {
-  balance: new Set(['roundrobin', 'static-rr', 'leastconn', 'first', 'source', 'random']),
-};
-
-export const SOCKETIO_LOCATION = '/socket.io';
+// The names, values and key layout are the platform's contract, shared with the registering side.
+export {
+  BACKEND_OPTIONS,
+  INSTANCE_NAME,
+  parseUpstream,
+  SERVICE_NAME,
+  SERVICES_PREFIX,
+} from '@microflack/common';
 
 export interface Server {
   name: string;
@@ -53,19 +54,6 @@ export interface KeyValue {
   value: string;
 }
 
-export function parseUpstream(value: string): { address: string; weight: number } | string {
-  const m = UPSTREAM.exec(value);
-  if (!m) return 'upstream is not "host:port" optionally followed by " weight N"';
-  const [, host = '', portText = '', weightText] = m;
-  if (!IPV4.test(host) && (!HOSTNAME.test(host) || /^[\d.]+$/.test(host)))
-    return 'upstream host is not an IPv4 address or hostname';
-  const port = Number(portText);
-  if (port < 1 || port > 65535) return 'upstream port is not 1-65535';
-  const weight = weightText === undefined ? 1 : Number(weightText);
-  if (weight > 256) return 'upstream weight is not 0-256';
-  return { address: `${host}:${port}`, weight };
-}
-
 function cookieFor(service: string, instance: string): string {
   // Opaque, so the cookie does not tell clients host names or process ids.
   return createHash('sha256').update(`${service}/${instance}`).digest('hex').slice(0, 12);
@@ -94,15 +82,13 @@ export function buildModel(kvs: KeyValue[]): ServicesModel {
       continue;
     }
     if (parts.length === 2 && kind === 'location') {
-      if (!LOCATION.test(value) || value.length > 200)
-        reject('location is not a path of safe characters starting with /');
+      if (!isLocation(value)) reject('location is not a path of safe characters starting with /');
       else entry(svc).location = value;
     } else if (parts.length === 3 && kind === 'backend') {
-      const allowed = BACKEND_OPTIONS[name ?? ''];
-      if (!allowed || !Object.hasOwn(BACKEND_OPTIONS, name ?? ''))
-        reject('backend option is not allowed');
-      else if (!allowed.has(value))
-        reject(`backend ${name} value is not one of ${[...allowed].join(', ')}`);
+      const option = name ?? '';
+      if (!isBackendOption(option)) reject('backend option is not allowed');
+      else if (!(BACKEND_OPTIONS[option] as readonly string[]).includes(value))
+        reject(`backend ${option} value is not one of ${BACKEND_OPTIONS[option].join(', ')}`);
       else entry(svc).balance = value;
     } else if (parts.length === 3 && kind === 'upstream') {
       if (!INSTANCE_NAME.test(name ?? '')) {
@@ -125,7 +111,7 @@ export function buildModel(kvs: KeyValue[]): ServicesModel {
     if (owner) {
       // Two services on one prefix: keep the first by name, so the choice does not flap between renders.
       rejected.push({
-        key: `${SERVICES_PREFIX}${name}/location`,
+        key: locationKey(name),
         reason: `location ${location} already belongs to ${owner}`,
       });
       continue;
@@ -134,7 +120,7 @@ export function buildModel(kvs: KeyValue[]): ServicesModel {
     services.push({
       name,
       location,
-      balance: e.balance ?? 'roundrobin',
+      balance: e.balance ?? DEFAULT_BALANCE,
       sticky: location === SOCKETIO_LOCATION || location.startsWith(`${SOCKETIO_LOCATION}/`),
       servers: [...e.servers.values()],
     });

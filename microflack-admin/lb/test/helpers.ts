@@ -4,6 +4,7 @@ import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Etcd3 } from 'etcd3';
+import { upstreamKey } from '@microflack/common';
 import { Proc, tempDir, WaitAbort, waitFor } from '@microflack/common/testing';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -53,7 +54,7 @@ export async function startBackend(name: string): Promise<Backend> {
 /** Writes the upstream key on a lease of its own; returns the lease to revoke. */
 export async function putUpstream(etcd: Etcd3, service: string, instance: string, value: string) {
   const lease = etcd.lease(10);
-  await lease.put(`/services/${service}/upstream/${instance}`).value(value);
+  await lease.put(upstreamKey(service, instance)).value(value);
   return lease;
 }
 
