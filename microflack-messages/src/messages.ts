@@ -1,5 +1,6 @@
 // The messages table: queries and the JSON a message is answered with.
 import type { Knex } from '@microflack/common';
+import type { Message } from '@microflack/common/api';
 
 export interface MessageRow {
   id: number;
@@ -10,9 +11,8 @@ export interface MessageRow {
   user_id: number;
 }
 
-export interface MessageJson extends MessageRow {
-  _links: { self: string; user: string };
-}
+/** A message as the API answers it: the contract's Message. */
+export type MessageJson = Message;
 
 // Only what the JSON needs: the list is the hot path (every client polls it).
 const COLUMNS = ['id', 'created_at', 'updated_at', 'source', 'html', 'user_id'] as const;

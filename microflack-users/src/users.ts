@@ -1,5 +1,6 @@
 // The users table: rows, their JSON, and the queries the routes and the sweep need.
 import type { Knex } from '@microflack/common';
+import type { User } from '@microflack/common/api';
 
 export interface UserRow {
   id: number;
@@ -11,15 +12,8 @@ export interface UserRow {
   online: number | boolean;
 }
 
-export interface UserJson {
-  id: number;
-  created_at: number;
-  updated_at: number;
-  nickname: string;
-  last_seen_at: number;
-  online: boolean;
-  _links: { self: string; messages: string; tokens: string };
-}
+/** A user as the API answers it: the contract's User. */
+export type UserJson = User;
 
 export function now(): number {
   return Math.floor(Date.now() / 1000);
