@@ -1,5 +1,6 @@
 // The documentation stays true to the repository: its links resolve inside it, nothing points at
 // the old design folder outside it, and every environment variable and route in the code is in docs/.
+import { messagesApi, tokensApi, usersApi, type Operation } from '@microflack/common/api';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -171,22 +172,23 @@ describe('docs/contracts/rest.md', () => {
       documented.add(`${m[1]} ${m[2]}`);
   }
 
-  /** `METHOD /path` for each route a service's routes.ts mounts under its prefix in app.ts. */
-  function mounted(service: string): { prefix: string; routes: string[] } {
-    const app = read(`microflack-${service}/src/app.ts`);
-    const use = /app\.use\(\s*'([^']+)',\s*\w+Router\(/.exec(app);
-    assert.ok(use, `microflack-${service}/src/app.ts mounts a router`);
-    const prefix = use[1] as string;
-    const routes = [
-      ...read(`microflack-${service}/src/routes.ts`).matchAll(
-        /router\.(get|post|put|delete|patch)\(\s*'([^']*)'/g,
-      ),
-    ].map(([, method, p]) => `${(method as string).toUpperCase()} ${prefix}${p === '/' ? '' : p}`);
+  /**
+   * `METHOD /path` for each operation of a service in the REST contract (@microflack/common/api).
+   * That the express apps mount exactly these is checked by microflack-ui/test/api-routes.test.ts.
+   */
+  function mounted(service: 'users' | 'tokens' | 'messages'): { prefix: string; routes: string[] } {
+    const ops: Operation[] = Object.values(
+      { users: usersApi, tokens: tokensApi, messages: messagesApi }[service],
+    );
+    const prefix = ops[0]?.mount as string;
+    const routes = ops.map(
+      (op) => `${op.method.toUpperCase()} ${op.mount}${op.route === '/' ? '' : op.route}`,
+    );
     return { prefix, routes };
   }
 
   it('documents every route users, tokens and messages mount, and no other under their prefixes', () => {
-    const services = ['users', 'tokens', 'messages'].map(mounted);
+    const services = (['users', 'tokens', 'messages'] as const).map(mounted);
     const all = services.flatMap((s) => s.routes);
     assert.ok(all.length >= 13, `found only ${all.join(', ')}`);
     assert.deepEqual(

@@ -57,6 +57,14 @@ export function loadConfig<S extends z.ZodRawShape = Record<never, never>>(
   return parseConfig(extra ?? ({} as S), env);
 }
 
+/**
+ * Whether services hold every answer to its documented schema (the response check): under
+ * NODE_ENV=test, as the test runner and the test platforms set it, never in production.
+ */
+export function responseChecksEnabled(env: Env = process.env): boolean {
+  return env.NODE_ENV === 'test';
+}
+
 export function parseConfig<S extends z.ZodRawShape>(
   extra: S,
   env: Env,

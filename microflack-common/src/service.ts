@@ -3,7 +3,9 @@ import type { Server } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import express, { type ErrorRequestHandler, type Express, type RequestHandler } from 'express';
 import type { Etcd3 } from 'etcd3';
-import type { BaseConfig } from './config.js';
+import { responseChecksEnabled, type BaseConfig } from './config.js';
+import { responseCheck } from './api/check.js';
+import type { Operation } from './api/operations.js';
 import { errorHandler, HttpError, notFound } from './errors.js';
 import { isDbUnavailable } from './db.js';
 import { logger, setLogIdentity, setLogLevel } from './log.js';
@@ -33,6 +35,10 @@ export interface HealthCheck {
 
 export interface ServiceAppOptions {
   health?: Record<string, HealthCheck>;
+  /** The API operations the app mounts (from @microflack/common/api), for the response check. */
+  operations?: readonly Operation[];
+  /** Hold every answer of those operations to its schema; default: under NODE_ENV=test only. */
+  checkResponses?: boolean;
 }
 
 /** Per-app state the process shares with its app: draining flips /healthz to 503. */
@@ -101,6 +107,10 @@ export function createServiceApp(opts: ServiceAppOptions, mount: (app: Express) 
     next();
   };
   app.use(observe);
+  // Ahead of everything that answers (body parsing included), so that every answer is checked.
+  if (opts.operations && (opts.checkResponses ?? responseChecksEnabled())) {
+    app.use(responseCheck(opts.operations));
+  }
 
   app.get('/healthz', async (_req, res) => {
     const results: Record<string, string> = {};

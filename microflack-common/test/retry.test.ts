@@ -33,6 +33,7 @@ describe('the retry policy', () => {
       registration: [500, 5000],
       'revocation start': [100, 2000],
       'redis reconnect': [100, 2000],
+      'live settings': [250, 5000],
       'etcd watch': [200, 2000],
       'haproxy restart': [500, 10000],
     });

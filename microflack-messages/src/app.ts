@@ -7,6 +7,7 @@ import {
   type Knex,
 } from '@microflack/common';
 import type { Express } from 'express';
+import { MESSAGES_MOUNT, messagesApi } from '@microflack/common/api';
 import { createPreviewer, type Previewer, type PreviewSettings } from './previewer.js';
 import { messagesRouter } from './routes.js';
 
@@ -31,9 +32,10 @@ export function createApp(deps: Deps): MessagesApp {
         ...deps.health,
         database: { critical: true, check: () => deps.db.raw('select 1') },
       },
+      operations: Object.values(messagesApi),
     },
     (app) => {
-      app.use('/api/messages', messagesRouter({ ...deps, previewer }));
+      app.use(MESSAGES_MOUNT, messagesRouter({ ...deps, previewer }));
     },
   );
   return Object.assign(app, { previewer });

@@ -15,11 +15,17 @@ import {
   type MessageKey,
 } from './messages.js';
 import { createRowJsonCache, joinJson, type RowJsonCache } from '@microflack/common';
+import {
+  MessageIdParams,
+  MessageListQuery,
+  messagesApi as api,
+  MessageSource,
+  parseBody,
+  parseParams,
+  parseQuery,
+} from '@microflack/common/api';
 import type { Previewer } from './previewer.js';
 import { renderMarkdown } from './render.js';
-
-export const MAX_SOURCE_CHARS = 4000;
-export const MAX_PAGE_SIZE = 1000;
 
 export interface RouteDeps {
   db: Knex;
@@ -33,86 +39,32 @@ export interface RouteDeps {
 // Some 60,000 typical messages: far more than a day's list, well inside the memory budget.
 export const DEFAULT_JSON_CACHE_BYTES = 16 * 1024 * 1024;
 
-const INTEGER = /^-?\d{1,15}$/;
-const ID = /^[1-9]\d{0,14}$/;
+const MESSAGE_NOT_FOUND = 'message not found';
 
-function queryValue(query: Record<string, unknown>, name: string): string | undefined {
-  const v = query[name];
-  if (v === undefined) return undefined;
-  // A repeated parameter arrives as an array: ambiguous, so refused.
-  if (typeof v !== 'string') throw new HttpError(400, `${name} must be given once`);
-  return v;
-}
-
-function integerParam(
-  query: Record<string, unknown>,
-  name: string,
-  min: number,
-  max: number,
-): number | undefined {
-  const v = queryValue(query, name);
-  if (v === undefined) return undefined;
-  const n = INTEGER.test(v) ? Number(v) : NaN;
-  if (!(n >= min && n <= max))
-    throw new HttpError(400, `${name} must be an integer from ${min} to ${max}`);
-  return n;
-}
-
-function parseListQuery(query: Record<string, unknown>): ListQuery {
-  const now = nowSeconds();
-  const dayAgo = now - SECONDS_PER_DAY;
-  const requested = integerParam(
-    query,
-    'updated_since',
-    -Number.MAX_SAFE_INTEGER,
-    Number.MAX_SAFE_INTEGER,
-  );
+/** The list's filters: as the original, never more than the last day, whatever was asked. */
+function listQuery(query: MessageListQuery): ListQuery {
+  const dayAgo = nowSeconds() - SECONDS_PER_DAY;
   const q: ListQuery = {
-    // As the original: never more than the last day, whatever was asked.
-    since: Math.max(requested ?? 0, dayAgo),
-    userId: integerParam(query, 'user_id', 1, Number.MAX_SAFE_INTEGER),
-    limit: integerParam(query, 'limit', 1, MAX_PAGE_SIZE),
+    since: Math.max(query.updated_since ?? 0, dayAgo),
+    userId: query.user_id,
+    limit: query.limit,
   };
-  const after = queryValue(query, 'after');
-  if (after !== undefined) {
-    const [ts, id, extra] = after.split(',');
-    if (extra !== undefined || !ts || !id || !INTEGER.test(ts) || !ID.test(id)) {
-      throw new HttpError(400, 'after must be <updated_at>,<id> from a previous page');
-    }
-    q.after = { updatedAt: Number(ts), id: Number(id) };
-  }
+  if (query.after) q.after = query.after;
   return q;
 }
 
 /** The next page's URL: same filters, cursor at the last message of this page. */
 function nextPageUrl(
-  q: ListQuery,
-  requestedSince: string | undefined,
+  query: MessageListQuery,
+  limit: number,
   last: { updated_at: number; id: number },
 ): string {
   const params = new URLSearchParams();
-  if (requestedSince !== undefined) params.set('updated_since', requestedSince);
-  if (q.userId !== undefined) params.set('user_id', String(q.userId));
-  params.set('limit', String(q.limit));
+  if (query.updated_since !== undefined) params.set('updated_since', String(query.updated_since));
+  if (query.user_id !== undefined) params.set('user_id', String(query.user_id));
+  params.set('limit', String(limit));
   params.set('after', `${last.updated_at},${last.id}`);
   return `/api/messages?${params.toString()}`;
-}
-
-function parseId(raw: string | string[] | undefined): number {
-  if (typeof raw !== 'string' || !ID.test(raw)) throw new HttpError(404, 'message not found');
-  return Number(raw);
-}
-
-function parseSource(body: unknown): string {
-  if (typeof body !== 'object' || body === null || Array.isArray(body)) {
-    throw new HttpError(400, 'expected a JSON object with a source');
-  }
-  const source = (body as Record<string, unknown>).source;
-  if (typeof source !== 'string') throw new HttpError(400, 'source must be a string');
-  if (source.trim().length === 0) throw new HttpError(400, 'source must not be empty');
-  if (source.length > MAX_SOURCE_CHARS)
-    throw new HttpError(400, `source must be at most ${MAX_SOURCE_CHARS} characters`);
-  return source;
 }
 
 export function messagesRouter({
@@ -168,14 +120,14 @@ export function messagesRouter({
     return last.body;
   }
 
-  router.get('/', auth.tokenOptional, async (req, res) => {
-    const query = req.query as Record<string, unknown>;
-    const q = parseListQuery(query);
+  router.get(api.listMessages.route, auth.tokenOptional, async (req, res) => {
+    const query = parseQuery(MessageListQuery, req.query);
+    const q = listQuery(query);
     const keys = await listMessageKeys(db, q);
     let tail = ']}';
     const lastKey = keys[keys.length - 1];
     if (q.limit !== undefined && keys.length === q.limit && lastKey) {
-      const next = nextPageUrl(q, query.updated_since as string | undefined, lastKey);
+      const next = nextPageUrl(query, q.limit, lastKey);
       tail = `],"next":${JSON.stringify(next)}}`;
     }
     let body = sameAsLast(keys, tail);
@@ -189,8 +141,8 @@ export function messagesRouter({
     res.send(body);
   });
 
-  router.post('/', auth.tokenRequired, async (req, res) => {
-    const source = parseSource(req.body);
+  router.post(api.createMessage.route, auth.tokenRequired, async (req, res) => {
+    const { source } = parseBody(MessageSource, req.body);
     const html = renderMarkdown(source);
     const links = previewer.linksOf(html);
     const message = await insertMessage(db, {
@@ -206,18 +158,19 @@ export function messagesRouter({
     events.emitUpdatedModel('Message', json);
   });
 
-  router.get('/:id', auth.tokenOptional, async (req, res) => {
-    const message = await findMessage(db, parseId(req.params.id));
-    if (!message) throw new HttpError(404, 'message not found');
+  router.get(api.getMessage.route, auth.tokenOptional, async (req, res) => {
+    const { id } = parseParams(MessageIdParams, req.params, MESSAGE_NOT_FOUND);
+    const message = await findMessage(db, id);
+    if (!message) throw new HttpError(404, MESSAGE_NOT_FOUND);
     res.json(toJson(message));
   });
 
-  router.put('/:id', auth.tokenRequired, async (req, res) => {
-    const id = parseId(req.params.id);
+  router.put(api.updateMessage.route, auth.tokenRequired, async (req, res) => {
+    const { id } = parseParams(MessageIdParams, req.params, MESSAGE_NOT_FOUND);
     const message = await findMessage(db, id);
-    if (!message) throw new HttpError(404, 'message not found');
+    if (!message) throw new HttpError(404, MESSAGE_NOT_FOUND);
     if (message.user_id !== req.auth?.claims.user_id) throw new HttpError(403, 'not your message');
-    const source = parseSource(req.body);
+    const { source } = parseBody(MessageSource, req.body);
     const html = renderMarkdown(source);
     const links = previewer.linksOf(html);
     await updateSource(db, id, { source, html, preview_pending: links.length > 0 });

@@ -1,6 +1,7 @@
 // The tokens service's express app: built from its clients, no I/O of its own; tests import this.
 import type { Express } from 'express';
 import { createServiceApp, type Auth, type HealthCheck, type LbClient } from '@microflack/common';
+import { TOKENS_MOUNT, tokensApi } from '@microflack/common/api';
 import { tokensRouter } from './routes.js';
 
 export interface Deps {
@@ -11,7 +12,7 @@ export interface Deps {
 }
 
 export function createApp(deps: Deps): Express {
-  return createServiceApp({ health: deps.health }, (app) => {
-    app.use('/api/tokens', tokensRouter({ auth: deps.auth, lb: deps.lb }));
+  return createServiceApp({ health: deps.health, operations: Object.values(tokensApi) }, (app) => {
+    app.use(TOKENS_MOUNT, tokensRouter({ auth: deps.auth, lb: deps.lb }));
   });
 }

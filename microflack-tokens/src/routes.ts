@@ -1,5 +1,5 @@
 // The /api/tokens routes: issue a token for a password checked by the users service, check one, revoke.
-import { Router, type Request } from 'express';
+import { Router } from 'express';
 import {
   authRequired,
   CLIENT_ADDRESS_HEADER,
@@ -10,6 +10,7 @@ import {
   type Auth,
   type LbClient,
 } from '@microflack/common';
+import { parseQuery, RevokeQuery, tokensApi as api, UserIdentity } from '@microflack/common/api';
 
 const log = logger.child({ module: 'tokens' });
 
@@ -24,22 +25,15 @@ function usersUnavailable(): HttpError {
   return new HttpError(503, 'users service unavailable, try again shortly', { 'Retry-After': '1' });
 }
 
-function wantsAll(req: Request): boolean {
-  const all = req.query.all;
-  if (all === undefined || all === '0' || all === 'false') return false;
-  if (all === '1' || all === 'true') return true;
-  throw new HttpError(400, 'all must be 0 or 1');
-}
-
 export function tokensRouter({ auth, lb }: RoutesDeps): Router {
   const router = Router();
 
-  router.post('/', async (req, res) => {
+  router.post(api.createToken.route, async (req, res) => {
     // Only well-formed Basic credentials travel on to the users service.
     if (!readBasicAuth(req)) throw authRequired();
     let answer;
     try {
-      answer = await lb.get<{ id?: unknown }>('/api/users/me', {
+      answer = await lb.get<unknown>('/api/users/me', {
         headers: {
           authorization: req.headers.authorization as string,
           // The users service throttles failed sign-ins per client address: vouch for the
@@ -61,30 +55,30 @@ export function tokensRouter({ auth, lb }: RoutesDeps): Router {
         retryAfter && /^\d{1,6}$/.test(retryAfter) ? { 'Retry-After': retryAfter } : {},
       );
     }
-    const id = answer.body?.id;
-    if (answer.status !== 200 || !Number.isSafeInteger(id) || (id as number) <= 0) {
+    const user = answer.status === 200 ? UserIdentity.safeParse(answer.body) : undefined;
+    if (!user?.success) {
       // Anything else (a 5xx, the LB's default backend answering) is not an answer about the password.
       log.warn({ status: answer.status }, 'unexpected answer from the users service');
       throw usersUnavailable();
     }
     res.set('Cache-Control', 'no-store');
-    res.json({ token: auth.generateToken(id as number) });
+    res.json({ token: auth.generateToken(user.data.id) });
   });
 
-  router.get('/', auth.tokenRequired, (req, res) => {
+  router.get(api.getToken.route, auth.tokenRequired, (req, res) => {
     const claims = req.auth?.claims;
     res.set('Cache-Control', 'no-store');
     res.json({ user_id: claims?.user_id, issued_at: claims?.iat, expires_at: claims?.exp });
   });
 
-  router.delete('/', auth.tokenRequired, async (req, res) => {
+  router.delete(api.revokeToken.route, auth.tokenRequired, async (req, res) => {
     const claims = req.auth?.claims;
     if (!claims) throw authRequired();
+    const { all } = parseQuery(RevokeQuery, req.query);
     try {
-      if (wantsAll(req)) await auth.revocations.revokeAllTokens(claims.user_id);
+      if (all) await auth.revocations.revokeAllTokens(claims.user_id);
       else await auth.revocations.revokeToken(claims);
     } catch (err) {
-      if (err instanceof HttpError) throw err;
       log.warn({ err }, 'revocation could not be written to etcd');
       throw new HttpError(503, 'revocation store unavailable, try again shortly', {
         'Retry-After': '1',

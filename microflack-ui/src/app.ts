@@ -4,25 +4,15 @@ import express, { type Express } from 'express';
 import { createServiceApp } from '@microflack/common';
 import type { Assets } from './assets.js';
 import { renderPage, type ClientMode } from './page.js';
+import { contentSecurityPolicy, UI_CSP } from './csp.js';
+import { docsRouter } from './docs.js';
 
 export interface AppDeps {
   assets: Assets;
   mode: ClientMode;
 }
 
-// Only what the client needs: its own scripts and styles, and the same origin for the API and
-// Socket.IO. Images may come from anywhere, as message previews link them; scripts never do.
-const CONTENT_SECURITY_POLICY = [
-  "default-src 'self'",
-  "script-src 'self'",
-  "style-src 'self'",
-  "img-src 'self' data: https: http:",
-  "connect-src 'self'",
-  "object-src 'none'",
-  "base-uri 'none'",
-  "form-action 'self'",
-  "frame-ancestors 'none'",
-].join('; ');
+const CONTENT_SECURITY_POLICY = contentSecurityPolicy(UI_CSP);
 
 export function createApp({ assets, mode }: AppDeps): Express {
   const page = renderPage(assets, mode);
@@ -50,5 +40,7 @@ export function createApp({ assets, mode }: AppDeps): Express {
       });
       res.type('html').send(page);
     });
+    // The API's OpenAPI document and its reference, which the load balancer leaves to the ui.
+    app.use(docsRouter());
   });
 }

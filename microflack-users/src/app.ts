@@ -7,6 +7,7 @@ import {
   type HealthCheck,
   type Knex,
 } from '@microflack/common';
+import { USERS_MOUNT, usersApi } from '@microflack/common/api';
 import {
   createLoginThrottle,
   type CreateThrottleOptions,
@@ -38,9 +39,9 @@ export function createApp(deps: Deps): Express {
     // Without its database the service can answer nothing: HAProxy should route elsewhere.
     database: { critical: true, check: () => deps.db.raw('select 1') },
   };
-  return createServiceApp({ health }, (app) => {
+  return createServiceApp({ health, operations: Object.values(usersApi) }, (app) => {
     app.use(
-      '/api/users',
+      USERS_MOUNT,
       usersRouter({
         db: deps.db,
         auth: deps.auth,

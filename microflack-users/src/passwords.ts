@@ -1,8 +1,8 @@
 // Password hashing with bcrypt's async API, which runs in libuv's thread pool, off the event loop.
 import bcrypt from 'bcrypt';
-
-// bcrypt reads at most 72 bytes; longer passwords are refused rather than silently truncated.
-export const MAX_PASSWORD_BYTES = 72;
+// bcrypt reads at most 72 bytes; longer passwords are refused (by the contract's Password schema)
+// rather than silently truncated.
+import { MAX_PASSWORD_BYTES } from '@microflack/common/api';
 
 export interface Passwords {
   hash(password: string): Promise<string>;

@@ -1,5 +1,5 @@
 // The /api/users routes, in the original's order and with its answers, stricter on input.
-import { Router, type Request, type RequestHandler } from 'express';
+import { Router, type RequestHandler } from 'express';
 import {
   authRequired,
   HttpError,
@@ -10,8 +10,19 @@ import {
   type Events,
   type Knex,
 } from '@microflack/common';
+import {
+  MAX_NICKNAME_CHARS,
+  NewUser,
+  parseBody,
+  parseParams,
+  parseQuery,
+  UserChange,
+  UserIdParams,
+  UserListQuery,
+  usersApi as api,
+} from '@microflack/common/api';
 import type { LoginThrottle } from './login-throttle.js';
-import { MAX_PASSWORD_BYTES, type Passwords } from './passwords.js';
+import type { Passwords } from './passwords.js';
 import {
   findUserById,
   findUserByNickname,
@@ -43,66 +54,13 @@ export interface RoutesDeps {
 // Some 20,000 users' JSON.
 export const DEFAULT_JSON_CACHE_BYTES = 4 * 1024 * 1024;
 
-export const MAX_NICKNAME_CHARS = 32;
-// Half a UTF-16 pair: not text, and MariaDB refuses to store it.
-const LONE_SURROGATE = /\p{Cs}/u;
+const USER_NOT_FOUND = 'user not found';
 
 declare module 'express-serve-static-core' {
   interface Request {
     /** The user the request's token or password belongs to. */
     user?: UserRow;
   }
-}
-
-function validNickname(value: unknown): string {
-  if (typeof value !== 'string') throw new HttpError(400, 'nickname must be a string');
-  if (LONE_SURROGATE.test(value)) throw new HttpError(400, 'nickname must be valid Unicode');
-  const chars = [...value].length;
-  if (chars === 0) throw new HttpError(400, 'nickname must not be empty');
-  if (chars > MAX_NICKNAME_CHARS) {
-    throw new HttpError(400, `nickname must be at most ${MAX_NICKNAME_CHARS} characters`);
-  }
-  // A colon could never sign in with Basic auth, which splits at the first one.
-  // eslint-disable-next-line no-control-regex
-  if (/[\u0000-\u001f\u007f:]/.test(value)) {
-    throw new HttpError(400, 'nickname must not contain control characters or ":"');
-  }
-  if (value.trim() !== value)
-    throw new HttpError(400, 'nickname must not start or end with spaces');
-  return value;
-}
-
-function validPassword(value: unknown): string {
-  if (typeof value !== 'string') throw new HttpError(400, 'password must be a string');
-  if (value.length === 0) throw new HttpError(400, 'password must not be empty');
-  if (LONE_SURROGATE.test(value)) throw new HttpError(400, 'password must be valid Unicode');
-  if (Buffer.byteLength(value) > MAX_PASSWORD_BYTES) {
-    throw new HttpError(400, `password must be at most ${MAX_PASSWORD_BYTES} bytes`);
-  }
-  if (value.includes('\0')) throw new HttpError(400, 'password must not contain NUL characters');
-  return value;
-}
-
-function jsonObject(req: Request): Record<string, unknown> {
-  const body: unknown = req.body;
-  if (typeof body !== 'object' || body === null || Array.isArray(body)) {
-    throw new HttpError(400, 'body must be a JSON object');
-  }
-  return body as Record<string, unknown>;
-}
-
-/** A positive integer id, or undefined for anything else (which the routes answer 404). */
-export function parseId(raw: string): number | undefined {
-  if (!/^[1-9][0-9]{0,15}$/.test(raw)) return undefined;
-  const id = Number(raw);
-  return Number.isSafeInteger(id) ? id : undefined;
-}
-
-function queryString(req: Request, name: string): string | undefined {
-  const v = req.query[name];
-  if (v === undefined) return undefined;
-  if (typeof v !== 'string') throw new HttpError(400, `${name} must be given once`);
-  return v;
 }
 
 export function usersRouter(deps: RoutesDeps): Router {
@@ -181,10 +139,8 @@ export function usersRouter(deps: RoutesDeps): Router {
     next();
   };
 
-  router.post('/', async (req, res) => {
-    const body = jsonObject(req);
-    const nickname = validNickname(body.nickname);
-    const password = validPassword(body.password);
+  router.post(api.createUser.route, async (req, res) => {
+    const { nickname, password } = parseBody(NewUser, req.body);
     if (await findUserByNickname(db, nickname)) throw new HttpError(400, 'nickname already taken');
     let user: UserRow;
     try {
@@ -197,22 +153,11 @@ export function usersRouter(deps: RoutesDeps): Router {
     res.status(201).location(`/api/users/${user.id}`).json(toJson(user));
   });
 
-  router.get('/', ...tokenOptional, async (req, res) => {
-    const online = queryString(req, 'online');
-    const since = queryString(req, 'updated_since');
+  router.get(api.listUsers.route, ...tokenOptional, async (req, res) => {
+    const query = parseQuery(UserListQuery, req.query);
     const filter: { online?: boolean; updatedSince?: number } = {};
-    if (online !== undefined) {
-      if (!['0', '1', 'true', 'false'].includes(online)) {
-        throw new HttpError(400, 'online must be 0 or 1');
-      }
-      filter.online = online === '1' || online === 'true';
-    }
-    if (since !== undefined) {
-      if (!/^[0-9]{1,15}$/.test(since)) {
-        throw new HttpError(400, 'updated_since must be a Unix time in seconds');
-      }
-      filter.updatedSince = Number(since);
-    }
+    if (query.online !== undefined) filter.online = query.online;
+    if (query.updated_since !== undefined) filter.updatedSince = query.updated_since;
     const parts = await serialised(await listUserKeys(db, filter));
     // The same bytes res.json would send for { users }, without serialising them again.
     res.set('Content-Type', 'application/json; charset=utf-8');
@@ -220,16 +165,16 @@ export function usersRouter(deps: RoutesDeps): Router {
   });
 
   // The /me routes come before /:id, which would otherwise take "me" for an id.
-  router.get('/me', basicRequired, (req, res) => {
+  router.get(api.getMe.route, basicRequired, (req, res) => {
     res.json(toJson(req.user as UserRow));
   });
 
-  router.put('/me', ...tokenRequired, (_req, res) => {
+  router.put(api.pingMe.route, ...tokenRequired, (_req, res) => {
     // loadTokenUser has already marked the user seen and online.
     res.status(204).end();
   });
 
-  router.delete('/me', auth.tokenRequired, async (req, res) => {
+  router.delete(api.signOffMe.route, auth.tokenRequired, async (req, res) => {
     const user = await findUserById(db, req.auth?.claims.user_id as number);
     if (!user) throw authRequired();
     const gone = await markOffline(db, user);
@@ -237,21 +182,20 @@ export function usersRouter(deps: RoutesDeps): Router {
     res.status(204).end();
   });
 
-  router.get('/:id', ...tokenOptional, async (req, res) => {
-    const id = parseId(req.params.id as string);
-    const user = id === undefined ? undefined : await findUserById(db, id);
-    if (!user) throw new HttpError(404, 'user not found');
+  router.get(api.getUser.route, ...tokenOptional, async (req, res) => {
+    const { id } = parseParams(UserIdParams, req.params, USER_NOT_FOUND);
+    const user = await findUserById(db, id);
+    if (!user) throw new HttpError(404, USER_NOT_FOUND);
     res.json(toJson(user));
   });
 
-  router.put('/:id', ...tokenRequired, async (req, res) => {
-    const id = parseId(req.params.id as string);
-    const user = id === undefined ? undefined : await findUserById(db, id);
-    if (!user) throw new HttpError(404, 'user not found');
+  router.put(api.updateUser.route, ...tokenRequired, async (req, res) => {
+    const { id } = parseParams(UserIdParams, req.params, USER_NOT_FOUND);
+    const user = await findUserById(db, id);
+    if (!user) throw new HttpError(404, USER_NOT_FOUND);
     if (user.id !== req.user?.id) throw new HttpError(403, 'you can only change your own account');
-    const body = jsonObject(req);
-    const nickname = body.nickname === undefined ? undefined : validNickname(body.nickname);
-    const password = body.password === undefined ? undefined : validPassword(body.password);
+    // Only once the caller may change this account: a refusal must not tell more.
+    const { nickname, password } = parseBody(UserChange, req.body);
     if (nickname !== undefined && nickname !== user.nickname) {
       if (await findUserByNickname(db, nickname))
         throw new HttpError(400, 'nickname already taken');

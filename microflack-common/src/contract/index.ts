@@ -16,6 +16,8 @@ import {
 } from './constants.js';
 
 export * from './constants.js';
+import { User as UserModel } from '../api/users.js';
+import { Message as MessageModel } from '../api/messages.js';
 
 // ---- etcd names and values, as schemas (config and registration validate with these)
 
@@ -40,28 +42,13 @@ export const BalanceSchema = z.enum(BACKEND_OPTIONS.balance);
 
 // ---- models, as the REST API answers them and updated_model carries them
 
-export const UserSchema = z.object({
-  id: z.number().int().positive(),
-  created_at: z.number().int(),
-  updated_at: z.number().int(),
-  nickname: z.string(),
-  last_seen_at: z.number().int(),
-  online: z.boolean(),
-  _links: z.object({ self: z.string(), messages: z.string(), tokens: z.string() }),
-});
-export type User = z.infer<typeof UserSchema>;
+// One declaration of each model: the REST contract's (./api), strict, so that a field the API does
+// not document never reaches a browser through an event either.
+export const UserSchema = UserModel;
+export type User = z.output<typeof UserSchema>;
 
-export const MessageSchema = z.object({
-  id: z.number().int().positive(),
-  created_at: z.number().int(),
-  updated_at: z.number().int(),
-  source: z.string(),
-  /** Rendered and sanitized by the messages service: the only HTML a client inserts. */
-  html: z.string(),
-  user_id: z.number().int().positive(),
-  _links: z.object({ self: z.string(), user: z.string() }),
-});
-export type Message = z.infer<typeof MessageSchema>;
+export const MessageSchema = MessageModel;
+export type Message = z.output<typeof MessageSchema>;
 
 // ---- Socket.IO payloads
 

@@ -8,6 +8,7 @@ import { startEtcd, startMariadb, startRedis, tempDir } from './processes.js';
 
 export * from './processes.js';
 export * from './service-process.js';
+export * from './routes.js';
 
 export const TEST_JWT_SECRET_KEY = 'test-jwt-secret-key-0123456789abcdef';
 
