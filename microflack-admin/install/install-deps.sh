@@ -63,8 +63,14 @@ if [ "$check" -eq 1 ]; then
     echo "missing: Node.js 20 or newer (see microflack-admin/install/setup-host.sh)" >&2
     status=1
   fi
-  if [ ! -f node_modules/.microflack-lock-hash ]; then
+  # Installed by this script (stamped with the lock's hash) or by hand (no stamp): either will do,
+  # unless the stamp says the lock has changed since.
+  if [ ! -d node_modules ]; then
     echo "missing: npm dependencies (npm ci)" >&2
+    status=1
+  elif [ -f node_modules/.microflack-lock-hash ] &&
+    [ "$(cat node_modules/.microflack-lock-hash)" != "$(sha256sum package-lock.json | cut -d' ' -f1)" ]; then
+    echo "missing: npm dependencies of the current package-lock.json (npm ci)" >&2
     status=1
   fi
   exit "$status"

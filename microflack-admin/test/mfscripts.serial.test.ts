@@ -100,6 +100,9 @@ describe('mf* scripts: --help and misuse', () => {
       ['mfdev', ['start', 'users', 'port']],
       ['mfdev', ['start', 'users', '5000', 'no-slash']],
       ['etcd-dump', ['relative']],
+      ['mfvars', ['--bogus']],
+      ['mftest', ['--bogus']],
+      ['mftest', ['no-test-file-is-named-like-this']],
     ];
     for (const [script, args] of cases) {
       const r = await run(script, args, env);

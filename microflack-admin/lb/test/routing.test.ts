@@ -159,6 +159,24 @@ describe('load balancer routing', () => {
     }
   });
 
+  it('keeps /healthz and /metrics off the public frontend; the LB metrics behind the stats password', async () => {
+    // The default backend (root-1, registered above) answers every path: these must not reach it.
+    assert.equal((await get(`${lb.url}/anything`)).body.instance, 'root-1');
+    for (const p of ['/healthz', '/metrics', '/healthz/', '/metrics/x']) {
+      const res = await get(`${lb.url}${p}`);
+      assert.equal(res.status, 404, p);
+      assert.deepEqual(res.body, { error: 'not found' }, p);
+      assert.equal(res.headers['x-microflack-instance'], 'lb', p);
+    }
+    // Other paths that merely start alike still reach their service.
+    assert.equal((await get(`${lb.url}/metricsx`)).body.instance, 'root-1');
+    assert.equal((await get(`${lb.url}/stats/metrics`)).status, 401);
+    const metrics = await get(`${lb.url}/stats/metrics`, basic('admin', 'stats-pass-123'));
+    assert.equal(metrics.status, 200);
+    assert.match(metrics.text, /^# HELP haproxy_/m);
+    assert.match(metrics.text, /^haproxy_backend_current_sessions\{proxy="svc_alt"\} \d+$/m);
+  });
+
   it('/stats answers 401 without the password and 200 with it', async () => {
     assert.equal((await get(`${lb.url}/stats`)).status, 401);
     assert.equal((await get(`${lb.url}/stats`, basic('admin', 'nope'))).status, 401);
