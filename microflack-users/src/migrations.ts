@@ -1,5 +1,6 @@
 // The users database schema, applied in order at start.
 import { isMysql, type Migration } from '@microflack/common';
+import { nicknameKey } from '@microflack/common/api';
 
 export const migrations: Migration[] = [
   {
@@ -64,6 +65,39 @@ export const migrations: Migration[] = [
       await db.schema.alterTable('users', (t) => {
         t.dropIndex([], 'users_updated_at_nickname_version');
         t.dropColumn('version');
+      });
+    },
+  },
+  {
+    // A nickname's identity (nicknameKey: NFKC and case folded), unique: "Ada", "ADA", "ａｄａ" are
+    // one user. Existing rows get their key; of rows that already collide, the oldest keeps it and
+    // the others get "<key>#<id>", so that they stay distinct and nobody new can take any of them.
+    name: '003_nickname_key',
+    async up(db) {
+      await db.schema.alterTable('users', (t) => {
+        const key = t.string('nickname_key', 128).nullable();
+        if (isMysql(db)) key.collate('utf8mb4_bin');
+      });
+      const rows: Array<{ id: number; nickname: string }> = await db('users')
+        .select('id', 'nickname')
+        .orderBy('id');
+      const taken = new Set<string>();
+      for (const { id, nickname } of rows) {
+        let key = nicknameKey(nickname);
+        if (taken.has(key)) key = `${key}#${id}`;
+        taken.add(key);
+        await db('users').where({ id }).update({ nickname_key: key });
+      }
+      await db.schema.alterTable('users', (t) => {
+        t.unique(['nickname_key'], { indexName: 'users_nickname_key_unique' });
+      });
+    },
+    async down(db) {
+      await db.schema.alterTable('users', (t) => {
+        t.dropUnique(['nickname_key'], 'users_nickname_key_unique');
+      });
+      await db.schema.alterTable('users', (t) => {
+        t.dropColumn('nickname_key');
       });
     },
   },

@@ -12,6 +12,7 @@ import {
 } from '@microflack/common';
 import {
   MAX_NICKNAME_CHARS,
+  nicknameKey,
   NewUser,
   parseBody,
   parseParams,
@@ -110,7 +111,8 @@ export function usersRouter(deps: RoutesDeps): Router {
     const { username, password } = credentials;
     // The client's, as the LB saw it, or as the tokens service vouches for it.
     const address = auth.clientAddress(req);
-    const turn = await throttle.begin(username, address);
+    // Counted per nickname identity: "Ada", "ADA" and "ａｄａ" share one allowance.
+    const turn = await throttle.begin(nicknameKey(username), address);
     if (!('attempt' in turn)) {
       throw new HttpError(429, 'too many failed sign-ins, try again later', {
         'Retry-After': String(Math.ceil(turn.waitMs / 1000)),
@@ -197,8 +199,9 @@ export function usersRouter(deps: RoutesDeps): Router {
     // Only once the caller may change this account: a refusal must not tell more.
     const { nickname, password } = parseBody(UserChange, req.body);
     if (nickname !== undefined && nickname !== user.nickname) {
-      if (await findUserByNickname(db, nickname))
-        throw new HttpError(400, 'nickname already taken');
+      // Taken by someone else; the same identity is one's own (a change of case, say).
+      const holder = await findUserByNickname(db, nickname);
+      if (holder && holder.id !== user.id) throw new HttpError(400, 'nickname already taken');
     }
     const change: { nickname?: string; password_hash?: string } = {};
     if (nickname !== undefined) change.nickname = nickname;

@@ -1,5 +1,6 @@
 // The users table: rows, their JSON, and the queries the routes and the sweep need.
 import type { Knex, User } from '@microflack/common';
+import { nicknameKey } from '@microflack/common/api';
 
 export interface UserRow {
   id: number;
@@ -7,6 +8,8 @@ export interface UserRow {
   updated_at: number;
   last_seen_at: number;
   nickname: string;
+  /** The nickname's identity (nicknameKey), unique. */
+  nickname_key: string;
   password_hash: string;
   online: number | boolean;
 }
@@ -39,8 +42,11 @@ export async function findUserById(db: Knex, id: number): Promise<UserRow | unde
   return db<UserRow>('users').where({ id }).first();
 }
 
+/** The user a nickname names: compared by identity (nicknameKey), not by the exact string. */
 export async function findUserByNickname(db: Knex, nickname: string): Promise<UserRow | undefined> {
-  return db<UserRow>('users').where({ nickname }).first();
+  return db<UserRow>('users')
+    .where({ nickname_key: nicknameKey(nickname) })
+    .first();
 }
 
 export interface UserFilter {
@@ -121,6 +127,7 @@ export async function insertUser(
       updated_at: t,
       last_seen_at: t,
       nickname,
+      nickname_key: nicknameKey(nickname),
       password_hash: passwordHash,
       online: 0,
     });
@@ -139,9 +146,11 @@ export async function updateUser(
 ): Promise<UserRow | undefined> {
   if (change.nickname !== undefined || change.password_hash !== undefined) {
     try {
+      const key =
+        change.nickname === undefined ? {} : { nickname_key: nicknameKey(change.nickname) };
       await db('users')
         .where({ id })
-        .update({ ...change, updated_at: now() });
+        .update({ ...change, ...key, updated_at: now() });
     } catch (err) {
       if (isUniqueViolation(err)) throw new NicknameTakenError(change.nickname ?? '');
       throw err;

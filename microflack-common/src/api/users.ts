@@ -15,10 +15,46 @@ const LONE_SURROGATE = /\p{Cs}/u;
 // eslint-disable-next-line no-control-regex
 const CONTROL_OR_COLON = /[\u0000-\u001f\u007f:]/;
 
-// Checked in this order, the first failure reported, as before.
+// Characters that make two different nicknames look the same, or one look like nothing: format
+// characters (zero-width spaces and joiners, bidi controls such as U+202E, tag characters, soft
+// hyphen), C1 controls (U+0085), line and paragraph separators, any space other than U+0020 that
+// NFKC leaves (e.g. U+1680), unassigned and private-use code points, variation selectors, and the
+// fillers and blanks that render as nothing.
+// The class lists single invisible marks (U+034F, variation selectors) on purpose, each on its own.
+const HIDDEN_OR_CONFUSING =
+  // eslint-disable-next-line no-misleading-character-class
+  /[\u0080-\u009F\p{Cf}\p{Zl}\p{Zp}\p{Cn}\p{Co}\u115F\u1160\u3164\uFFA0\u2800\u034F\u17B4\u17B5\u180B-\u180F\uFE00-\uFE0F\u{E0100}-\u{E01EF}]|[^\S \t\n\v\f\r]/u;
+
+function codePoint(ch: string): string {
+  return `U+${(ch.codePointAt(0) ?? 0).toString(16).toUpperCase().padStart(4, '0')}`;
+}
+
+/**
+ * The identity of a nickname: two nicknames with the same key are the same user to everyone
+ * (uniqueness, sign-in, the login throttle). NFKC folds look-alike forms (full-width letters,
+ * ligatures, composed and decomposed accents), then case is folded; the display form keeps the
+ * case the user chose.
+ */
+export function nicknameKey(nickname: string): string {
+  return nickname.normalize('NFKC').toLowerCase().normalize('NFKC');
+}
+
+// Checked in this order, the first failure reported, as before; hidden characters are named as
+// typed, before NFKC (which the value is stored in) maps some to others.
 export const Nickname = z
   .string({ error: 'must be a string' })
   .refine((v) => !LONE_SURROGATE.test(v), { error: 'must be valid Unicode', abort: true })
+  .check((ctx) => {
+    const bad = HIDDEN_OR_CONFUSING.exec(ctx.value)?.[0];
+    if (bad === undefined) return;
+    ctx.issues.push({
+      code: 'custom',
+      input: ctx.value,
+      message: `must not contain invisible, formatting, bidi-control, separator or unassigned characters (${codePoint(bad)})`,
+      continue: false,
+    });
+  })
+  .overwrite((v) => v.normalize('NFKC'))
   .refine((v) => v.length > 0, { error: 'must not be empty', abort: true })
   .refine((v) => [...v].length <= MAX_NICKNAME_CHARS, {
     error: `must be at most ${MAX_NICKNAME_CHARS} characters`,
@@ -30,7 +66,7 @@ export const Nickname = z
   })
   .refine((v) => v.trim() === v, { error: 'must not start or end with spaces', abort: true })
   .meta({
-    description: `1 to ${MAX_NICKNAME_CHARS} characters (code points), unique; no control characters, no ":", no leading or trailing spaces.`,
+    description: `1 to ${MAX_NICKNAME_CHARS} characters (code points) after NFKC normalisation; unique regardless of case and look-alike forms (NFKC), the display form kept as given; no control characters, no ":", no invisible, formatting, bidi-control, separator or unassigned characters, no leading or trailing spaces.`,
     minLength: 1,
     maxLength: MAX_NICKNAME_CHARS,
     pattern: '^[^\\u0000-\\u001f\\u007f:]*$',
