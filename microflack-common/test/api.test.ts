@@ -240,8 +240,19 @@ describe('request schemas', () => {
     [MessageListQuery, {}, { ok: {} }],
     [
       MessageListQuery,
-      { updated_since: '-5', user_id: '7', limit: '1000', after: '12,34', other: 'x' },
-      { ok: { updated_since: -5, user_id: 7, limit: 1000, after: { updatedAt: 12, id: 34 } } },
+      { updated_since: '5', user_id: '7', limit: '1000', after: '12,34' },
+      { ok: { updated_since: 5, user_id: 7, limit: 1000, after: { updatedAt: 12, id: 34 } } },
+    ],
+    [MessageListQuery, { other: 'x' }, 'query parameter "other" is not known here'],
+    [
+      MessageListQuery,
+      { 'user_id[]': ['1', '2'] },
+      'query parameter "user_id[]" is not known here',
+    ],
+    [
+      MessageListQuery,
+      { updated_since: '-5' },
+      'updated_since must be an integer from 0 to 999999999999999',
     ],
     [MessageListQuery, { limit: '0' }, 'limit must be an integer from 1 to 1000'],
     [MessageListQuery, { limit: '1e3' }, 'limit must be an integer from 1 to 1000'],
@@ -250,7 +261,7 @@ describe('request schemas', () => {
     [
       MessageListQuery,
       { updated_since: '9999999999999999' },
-      'updated_since must be an integer from -999999999999999 to 999999999999999',
+      'updated_since must be an integer from 0 to 999999999999999',
     ],
     [MessageListQuery, { after: '1,2,3' }, 'after must be <updated_at>,<id> from a previous page'],
     [MessageListQuery, { after: ',5' }, 'after must be <updated_at>,<id> from a previous page'],

@@ -229,6 +229,8 @@ for (const kind of DB_KINDS) {
         'updated_since=yesterday',
         'updated_since=-1',
         'online=1&online=0',
+        'online[]=1',
+        'limt=5',
       ]) {
         it(`answers 400 for ?${q}`, async () => {
           const res = await request(app).get(`/api/users?${q}`);

@@ -52,3 +52,19 @@ export function pathId(description: string, maxDigits: number) {
     .refine((n) => Number.isSafeInteger(n))
     .meta({ description, example: '1' });
 }
+
+/**
+ * The query parameters of a route: each one known, each given once. A parameter the route does
+ * not know (a misspelling, `user_id[]`) is refused rather than silently ignored, which would answer
+ * something other than what was asked.
+ */
+export function queryParams<T extends z.core.$ZodLooseShape>(shape: T) {
+  return z.strictObject(shape, {
+    error: (issue) =>
+      issue.code === 'unrecognized_keys'
+        ? issue.keys.length === 1
+          ? `parameter ${JSON.stringify(issue.keys[0])} is not known here`
+          : `parameters ${issue.keys.map((k) => JSON.stringify(k)).join(', ')} are not known here`
+        : undefined,
+  });
+}

@@ -1,7 +1,7 @@
 // The messages service's contract: /api/messages.
 import { z } from 'zod';
 import { defineOperation, errorResponse, unauthorized } from './operations.js';
-import { pathId, queryInteger } from './fields.js';
+import { pathId, queryInteger, queryParams } from './fields.js';
 
 export const MESSAGES_MOUNT = '/api/messages';
 export const MAX_SOURCE_CHARS = 4000;
@@ -67,9 +67,9 @@ export const MessageList = z
 const AFTER = /^(-?\d{1,15}),([1-9]\d{0,14})$/;
 const afterMessage = 'must be <updated_at>,<id> from a previous page';
 
-export const MessageListQuery = z.object({
+export const MessageListQuery = queryParams({
   updated_since: queryInteger({
-    min: -MAX_15_DIGITS,
+    min: 0,
     max: MAX_15_DIGITS,
     description:
       'Only messages changed at or after this Unix time (seconds); never older than a day, whatever is asked.',

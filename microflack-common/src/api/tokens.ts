@@ -7,7 +7,7 @@ import {
   unauthorized,
   type HeaderSpec,
 } from './operations.js';
-import { queryFlag } from './fields.js';
+import { queryFlag, queryParams } from './fields.js';
 
 export const TOKENS_MOUNT = '/api/tokens';
 
@@ -31,7 +31,7 @@ export const TokenInfo = z
     example: { user_id: 1, issued_at: 1767225600, expires_at: 1767229200 },
   });
 
-export const RevokeQuery = z.object({
+export const RevokeQuery = queryParams({
   all: queryFlag(
     'Revoke every token of the user issued so far (1 or true), not only this one (0, false or absent).',
   ).optional(),

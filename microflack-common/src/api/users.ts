@@ -1,7 +1,7 @@
 // The users service's contract: /api/users.
 import { z } from 'zod';
 import { defineOperation, errorResponse, retryAfterHeader, unauthorized } from './operations.js';
-import { pathId, queryFlag, queryInteger } from './fields.js';
+import { pathId, queryFlag, queryInteger, queryParams } from './fields.js';
 import { noStore, Token } from './tokens.js';
 
 export const USERS_MOUNT = '/api/users';
@@ -144,7 +144,7 @@ export const UserIdentity = z.object({ id: User.shape.id });
 
 export const UserList = z.strictObject({ users: z.array(User) }).meta({ id: 'UserList' });
 
-export const UserListQuery = z.object({
+export const UserListQuery = queryParams({
   online: queryFlag('Only users online (1 or true) or only offline (0 or false).').optional(),
   updated_since: queryInteger({
     min: 0,
