@@ -66,6 +66,38 @@ describe('renderMarkdown', () => {
     }
   });
 
+  // Issue 18, item 9: a link always has visible text and the href the user meant.
+  it('gives a link around an image, or with no text, visible text', () => {
+    assert.equal(
+      renderMarkdown('[![i](http://x.com/i.png)](http://y.com)'),
+      '<a href="http://y.com" rel="nofollow">i</a>',
+    );
+    assert.equal(
+      renderMarkdown('[![](http://x.com/i.png)](http://y.com)'),
+      '<a href="http://y.com" rel="nofollow">http://x.com/i.png</a>',
+    );
+    assert.equal(
+      renderMarkdown('[](http://y.com)'),
+      '<a href="http://y.com" rel="nofollow">http://y.com</a>',
+    );
+    assert.equal(renderMarkdown('![a <b>](http://x.com/i.png) text'), 'a &lt;b&gt; text');
+  });
+
+  it('links a URL with a userinfo, a port and brackets whole, and leaves out trailing punctuation', () => {
+    for (const [source, href] of [
+      ['see http://user@127.0.0.1:8080/m now', 'http://user@127.0.0.1:8080/m'],
+      ['at http://user:pw@example.com/x.', 'http://user:pw@example.com/x'],
+      ['(see https://en.wikipedia.org/wiki/Foo_(bar)).', 'https://en.wikipedia.org/wiki/Foo_(bar)'],
+      ['go https://example.com/a?b=1, then', 'https://example.com/a?b=1'],
+    ]) {
+      const html = renderMarkdown(source as string);
+      assert.ok(
+        html.includes(`<a href="${href}" rel="nofollow">${href}</a>`),
+        `${source} → ${html}`,
+      );
+    }
+  });
+
   it('keeps text outside the allowed tags, escaped', () => {
     assert.equal(renderMarkdown('<div>a</div> <h1>b</h1> 1 < 2 & 3'), 'a b 1 &lt; 2 &amp; 3');
   });
