@@ -188,7 +188,8 @@ export async function runService(opts: RunServiceOptions): Promise<RunningServic
   });
   server.keepAliveTimeout = 65000; // longer than HAProxy's idle timeout, so HAProxy closes first
   server.headersTimeout = 66000;
-  server.requestTimeout = 30000;
+  // The whole request, body included (the LB cuts a slow one at 10 s already).
+  server.requestTimeout = 15000;
   opts.onServer?.(server);
   // On the server, ahead of every handler (Socket.IO's included), so every answer carries it.
   const identity = `${name}/${config.INSTANCE_NAME}`;

@@ -1,8 +1,9 @@
 // Malformed and hostile etcd keys never reach haproxy.cfg and do not break the other services.
 import assert from 'node:assert/strict';
+import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { createEtcd, register, type Etcd3 } from '@microflack/common';
-import { startEtcd, type EtcdServer } from '@microflack/common/testing';
+import { startEtcd, waitFor, type EtcdServer } from '@microflack/common/testing';
 import { buildModel, parseUpstream } from '../src/services.js';
 import { renderTemplate, TemplateError } from '../src/template.js';
 import { startTestLoadBalancer, type TestLoadBalancer } from '../src/testing.js';
@@ -126,6 +127,43 @@ describe('load balancer with hostile keys in etcd', () => {
     await etcdServer.stop();
   });
 
+  // Issue 18, item 6: a body trickled at one byte a second must not hold connections open.
+  it('answers 408 to clients trickling their request body, within the request timeout', async () => {
+    const { port } = new URL(lb.url);
+    const started = Date.now();
+    const slow = Array.from(
+      { length: 5 },
+      () =>
+        new Promise<{ status: string; ms: number }>((resolve) => {
+          const s = net.connect(Number(port), '127.0.0.1');
+          let answer = '';
+          const drip = setInterval(() => s.write('x'), 1000);
+          s.on('connect', () =>
+            s.write(
+              'POST /api/victim/slow HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n' +
+                'Content-Length: 1024\r\n\r\n{',
+            ),
+          );
+          s.on('data', (d) => (answer += d));
+          const done = () => {
+            clearInterval(drip);
+            resolve({ status: answer.split('\r\n')[0] ?? '', ms: Date.now() - started });
+          };
+          s.on('close', done);
+          s.on('error', done);
+          // A bound for the test itself, far beyond what the LB may take.
+          setTimeout(() => s.destroy(), 25000).unref();
+        }),
+    );
+    const results = await Promise.all(slow);
+    for (const r of results) {
+      assert.match(r.status, /^HTTP\/1\.1 408 /, JSON.stringify(r));
+      assert.ok(r.ms < 13000, `cut after ${r.ms} ms`);
+    }
+    // Meanwhile and after, the service answers as usual.
+    assert.equal((await get(`${lb.url}/api/victim/1`)).body.instance, 'victim-ok');
+  });
+
   it('keeps routing the good services and writes nothing hostile into haproxy.cfg', async () => {
     const reloads = lb.reloads();
     for (const [key, value] of HOSTILE) await etcd.put(key).value(value);
@@ -137,25 +175,31 @@ describe('load balancer with hostile keys in etcd', () => {
       address: other.address,
       location: '/api/other',
     });
-    await r2.ready;
-    await waitRouted(`${lb.url}/api/other`, 'other-ok');
-    assert.ok(lb.reloads() > reloads);
-    const cfg = lb.config();
-    for (const needle of [
-      'bind 127.0.0.1:1\n',
-      'evil',
-      'http-request deny',
-      'frontend x',
-      'bad name',
-      'inject',
-      '#y',
-    ]) {
-      assert.ok(!cfg.includes(needle), `haproxy.cfg must not contain ${JSON.stringify(needle)}`);
+    // Released whatever happens, or an open server would keep the test process alive.
+    try {
+      await r2.ready;
+      await waitRouted(`${lb.url}/api/other`, 'other-ok');
+      // The configurator logs the reload once HAProxy confirms it, a moment after the new worker
+      // already routes.
+      await waitFor('the reload logged', () => lb.reloads() > reloads, 5000);
+      const cfg = lb.config();
+      for (const needle of [
+        'bind 127.0.0.1:1\n',
+        'evil',
+        'http-request deny',
+        'frontend x',
+        'bad name',
+        'inject',
+        '#y',
+      ]) {
+        assert.ok(!cfg.includes(needle), `haproxy.cfg must not contain ${JSON.stringify(needle)}`);
+      }
+      assert.equal((await get(`${lb.url}/api/victim/1`)).body.instance, 'victim-ok');
+      assert.equal((await get(`${lb.url}/nothing-here`)).status, 404);
+      assert.match(lb.proc.log(), /etcd key left out of the config/);
+    } finally {
+      await r2.deregister();
+      await other.close();
     }
-    assert.equal((await get(`${lb.url}/api/victim/1`)).body.instance, 'victim-ok');
-    assert.equal((await get(`${lb.url}/nothing-here`)).status, 404);
-    assert.match(lb.proc.log(), /etcd key left out of the config/);
-    await r2.deregister();
-    await other.close();
   });
 });
