@@ -9,7 +9,7 @@ import { io as connect, type Socket } from 'socket.io-client';
 import { MessageSchema, UserSchema, type Message, type User } from '../src/contract/index.js';
 import { createEvents, parseHostPort } from '../src/events.js';
 import { registry } from '../src/metrics.js';
-import { sharedBackends, startRedis } from '../src/testing/index.js';
+import { sharedBackends, startRedis } from '@microflack/testkit';
 
 async function socketServer(redisHostPort: string) {
   const pub = new Redis(parseHostPort(redisHostPort));

@@ -8,7 +8,7 @@ import {
   upstreamKey,
   type Registration,
 } from '../src/registry.js';
-import { sharedBackends, waitFor } from '../src/testing/index.js';
+import { sharedBackends, waitFor } from '@microflack/testkit';
 import { spawnFixture } from './fixtures/spawn.js';
 
 describe('registry', () => {

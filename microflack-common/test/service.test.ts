@@ -113,9 +113,9 @@ describe('createServiceApp', () => {
 });
 
 describe('a service process under SIGTERM', () => {
-  let stack: import('../src/testing/index.js').TestStack;
+  let stack: import('@microflack/testkit').TestStack;
   before(async () => {
-    const { startStack } = await import('../src/testing/index.js');
+    const { startStack } = await import('@microflack/testkit');
     stack = await startStack();
   });
   after(() => stack.stop());

@@ -18,7 +18,7 @@ import {
   waitFor,
   type EtcdServer,
   type ServiceProcess,
-} from '@microflack/common/testing';
+} from '@microflack/testkit';
 
 const packageDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 

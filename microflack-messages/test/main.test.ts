@@ -14,8 +14,8 @@ import {
   TEST_JWT_SECRET_KEY,
   waitFor,
   type ServiceProcess,
-} from '@microflack/common/testing';
-import { openMessagesDb } from './helpers.js';
+} from '@microflack/testkit';
+import { openMessagesDb } from '@microflack/testkit/apps';
 
 const packageDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 

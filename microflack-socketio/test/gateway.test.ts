@@ -13,7 +13,7 @@ import {
   type Events,
   type Message,
 } from '@microflack/common';
-import { startRedis, waitFor, type RedisServer } from '@microflack/common/testing';
+import { startRedis, waitFor, type RedisServer } from '@microflack/testkit';
 import { createApp } from '../src/app.js';
 import { createSocketServer, MAX_PAYLOAD_BYTES } from '../src/gateway.js';
 

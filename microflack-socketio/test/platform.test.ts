@@ -4,8 +4,8 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { io as connect, type Socket } from 'socket.io-client';
-import { basic, bearer, waitFor, type ServiceProcess } from '@microflack/common/testing';
-import { startPlatform, type Platform } from '../../microflack-ui/test/support/platform.js';
+import { basic, bearer, waitFor, type ServiceProcess } from '@microflack/testkit';
+import { startPlatform, type Platform } from '@microflack/testkit/platform';
 
 interface Model {
   class: string;

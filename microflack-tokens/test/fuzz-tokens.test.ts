@@ -6,9 +6,9 @@ import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import request from 'supertest';
 import { createLbClient, type Knex, type Platform } from '@microflack/common';
-import { basic, startEtcd, startStack, type TestStack } from '@microflack/common/testing';
+import { basic, startEtcd, startStack, type TestStack } from '@microflack/testkit';
 import { createApp } from '../src/app.js';
-import { nick, usersApp } from '../../microflack-users/test/helpers.js';
+import { nick, usersApp } from '@microflack/testkit/apps';
 import {
   fuzzEndpoint,
   METHODS,
@@ -16,7 +16,7 @@ import {
   serve,
   tableDigest,
   type FuzzRequest,
-} from '../../microflack-users/test/fuzz-support.js';
+} from '@microflack/testkit/fuzz';
 
 const NUM_RUNS = Number(process.env.FUZZ_RUNS ?? 1000);
 // Stands for a bearer token minted for each request: DELETE revokes the token it is given.

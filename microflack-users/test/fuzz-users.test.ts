@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import request from 'supertest';
 import type { Knex } from '@microflack/common';
-import { basic, bearer, makeToken, startStack, type TestStack } from '@microflack/common/testing';
+import { basic, bearer, makeToken, startStack, type TestStack } from '@microflack/testkit';
 import {
   fuzzEndpoint,
   METHODS,
@@ -12,8 +12,8 @@ import {
   serve,
   tableDigest,
   type EndpointSpec,
-} from './fuzz-support.js';
-import { nick, usersApp } from './helpers.js';
+} from '@microflack/testkit/fuzz';
+import { nick, usersApp } from '@microflack/testkit/apps';
 
 const NUM_RUNS = Number(process.env.FUZZ_RUNS ?? 1000);
 // Presence (last_seen_at, online, updated_at) moves for any request with a valid credential.

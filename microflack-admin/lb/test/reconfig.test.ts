@@ -2,17 +2,16 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { createEtcd, register, type Etcd3 } from '@microflack/common';
-import { startEtcd, waitFor, type EtcdServer } from '@microflack/common/testing';
-import { startTestLoadBalancer, type TestLoadBalancer } from '../src/testing.js';
+import { startEtcd, waitFor, type EtcdServer } from '@microflack/testkit';
+import { startTestLoadBalancer, type TestLoadBalancer } from '@microflack/testkit/load-balancer';
+import { Load, percentile } from '@microflack/testkit/load';
 import {
-  Load,
-  percentile,
   spawnBackend,
   startBackend,
   waitRouted,
   type Backend,
   type BackendProcess,
-} from './helpers.js';
+} from '@microflack/testkit/backends-lb';
 
 const RATE = 220;
 const CYCLES = 20;

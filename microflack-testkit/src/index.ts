@@ -1,9 +1,15 @@
-// Test helpers: private backing servers shared by a test run, configs, tokens and auth headers.
+// MicroFlack's test kit: private backing servers shared by a test run, processes, configs, tokens
+// and auth headers. More in its subpaths: @microflack/testkit/platform, /load-balancer, /load, ...
 import { randomBytes } from 'node:crypto';
 import mysql from 'mysql2/promise';
 import jwt from 'jsonwebtoken';
-import { parseConfig, type BaseConfig, type Env } from '../config.js';
-import { connectPlatform, type Platform } from '../platform.js';
+import {
+  connectPlatform,
+  parseConfig,
+  type BaseConfig,
+  type Env,
+  type Platform,
+} from '@microflack/common';
 import { startEtcd, startMariadb, startRedis, tempDir } from './processes.js';
 
 export * from './processes.js';
