@@ -5,7 +5,7 @@ import { createEtcd, register, type Etcd3 } from '@microflack/common';
 import { startEtcd, type EtcdServer } from '@microflack/testkit';
 import { startTestLoadBalancer, type TestLoadBalancer } from '@microflack/testkit/load-balancer';
 import { Load } from '@microflack/testkit/load';
-import { startBackend, waitRouted, type Backend } from '@microflack/testkit/backends-lb';
+import { startBackend, waitRouted, type Backend } from '@microflack/testkit/http-backends';
 
 describe('load balancer during an etcd outage', () => {
   let etcdServer: EtcdServer;

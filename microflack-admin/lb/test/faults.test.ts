@@ -7,7 +7,7 @@ import { after, before, describe, it } from 'node:test';
 import { createEtcd, register, type Etcd3 } from '@microflack/common';
 import { startEtcd, tempDir, waitFor, type EtcdServer } from '@microflack/testkit';
 import { startTestLoadBalancer, type TestLoadBalancer } from '@microflack/testkit/load-balancer';
-import { get, startBackend, waitRouted, type Backend } from '@microflack/testkit/backends-lb';
+import { get, startBackend, waitRouted, type Backend } from '@microflack/testkit/http-backends';
 import { Load } from '@microflack/testkit/load';
 
 const TEMPLATE = path.join(path.dirname(fileURLToPath(import.meta.url)), '../haproxy.cfg.tmpl');

@@ -11,7 +11,7 @@ import {
   waitRouted,
   type Backend,
   type BackendProcess,
-} from '@microflack/testkit/backends-lb';
+} from '@microflack/testkit/http-backends';
 
 const RATE = 220;
 const CYCLES = 20;
@@ -56,7 +56,10 @@ describe('load balancer under reconfiguration', () => {
     const load = new Load(`${lb.url}/api/load/item`, RATE).start();
     const toRouted: number[] = [];
     for (let i = 0; i < CYCLES; i++) {
-      const p = await spawnBackend(etcdServer.url, 'load', `dyn-${i}`, '/api/load');
+      const p = await spawnBackend(etcdServer.url, 'load', {
+        instance: `dyn-${i}`,
+        location: '/api/load',
+      });
       spawned.push(p);
       await waitFor(`dyn-${i} routed`, () => load.firstSeen.has(p.instance), 15000, 5);
       toRouted.push(load.firstSeen.get(p.instance)! - p.registeredAt);

@@ -4,7 +4,7 @@ import { after, before, describe, it } from 'node:test';
 import { createEtcd, register, type Etcd3 } from '@microflack/common';
 import { basic, startEtcd, waitFor, type EtcdServer } from '@microflack/testkit';
 import { startTestLoadBalancer, type TestLoadBalancer } from '@microflack/testkit/load-balancer';
-import { get, startBackend, waitRouted, type Backend } from '@microflack/testkit/backends-lb';
+import { get, startBackend, waitRouted, type Backend } from '@microflack/testkit/http-backends';
 
 describe('load balancer routing', () => {
   let etcdServer: EtcdServer;

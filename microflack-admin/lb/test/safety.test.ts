@@ -6,7 +6,7 @@ import { startEtcd, type EtcdServer } from '@microflack/testkit';
 import { buildModel, parseUpstream } from '../src/services.js';
 import { renderTemplate, TemplateError } from '../src/template.js';
 import { startTestLoadBalancer, type TestLoadBalancer } from '@microflack/testkit/load-balancer';
-import { get, startBackend, waitRouted, type Backend } from '@microflack/testkit/backends-lb';
+import { get, startBackend, waitRouted, type Backend } from '@microflack/testkit/http-backends';
 
 const HOSTILE: Array<[string, string]> = [
   ['/services/bad name/upstream/i1', '127.0.0.1:1'],

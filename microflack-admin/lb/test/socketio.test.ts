@@ -8,7 +8,7 @@ import { io, type Socket } from 'socket.io-client';
 import { createEtcd, register, type Etcd3 } from '@microflack/common';
 import { startEtcd, waitFor, type EtcdServer } from '@microflack/testkit';
 import { startTestLoadBalancer, type TestLoadBalancer } from '@microflack/testkit/load-balancer';
-import { get } from '@microflack/testkit/backends-lb';
+import { get } from '@microflack/testkit/http-backends';
 
 interface SioInstance {
   name: string;

@@ -67,18 +67,30 @@ export interface BackendProcess {
   registeredAt: number;
 }
 
-/** A runService instance in its own process (so it can be killed with -9). */
+export interface SpawnOptions {
+  /** INSTANCE_NAME; by default the one runService makes up (read from its log). */
+  instance?: string;
+  /** The URL prefix it registers (default /fixture). */
+  location?: string;
+  /** More environment, e.g. SHUTDOWN_GRACE_MS (default 2000). */
+  env?: NodeJS.ProcessEnv;
+}
+
+/**
+ * A runService instance in its own process (so it can be killed with -9): it registers `service`
+ * in etcd, answers {"instance", "path"} on every path, and GET /slow?ms=N after N ms.
+ */
 export async function spawnBackend(
   etcd: string,
   service: string,
-  instance: string,
-  location: string,
+  opts: SpawnOptions = {},
 ): Promise<BackendProcess> {
+  const label = opts.instance ?? service;
   const proc = new Proc(
-    instance,
+    label,
     process.execPath,
     [path.join(here, 'fixtures/backend.js')],
-    tempDir('lb-backend'),
+    tempDir('backend'),
     {
       PATH: process.env.PATH,
       HOME: process.env.HOME,
@@ -86,20 +98,26 @@ export async function spawnBackend(
       LOG_LEVEL: 'info',
       ETCD: etcd,
       SERVICE_NAME: service,
-      INSTANCE_NAME: instance,
-      LOCATION: location,
+      ...(opts.instance ? { INSTANCE_NAME: opts.instance } : {}),
+      ...(opts.location ? { LOCATION: opts.location } : {}),
       SHUTDOWN_GRACE_MS: '2000',
+      ...opts.env,
     },
   );
   let address = '';
+  let instance = '';
   let registeredAt = 0;
   await waitFor(
-    `${instance} to register`,
+    `${label} to register`,
     () => {
-      if (!proc.running) throw new WaitAbort(`${instance} exited:\n${proc.log()}`);
+      if (!proc.running) throw new WaitAbort(`${label} exited:\n${proc.log()}`);
       for (const line of proc.log().split('\n')) {
         if (line.includes('"listening"')) address = JSON.parse(line).address;
-        if (line.includes('"registered"')) registeredAt = Date.parse(JSON.parse(line).time);
+        if (line.includes('"registered"')) {
+          const registered = JSON.parse(line) as { instance: string; time: string };
+          instance = registered.instance;
+          registeredAt = Date.parse(registered.time);
+        }
       }
       return address !== '' && registeredAt > 0;
     },
