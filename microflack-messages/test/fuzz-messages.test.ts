@@ -6,9 +6,8 @@ import { after, before, describe, it } from 'node:test';
 import request from 'supertest';
 import { bearer, makeToken, startStack, type TestStack } from '@microflack/testkit';
 import {
-  fuzzEndpoint,
+  fuzzEndpointClean,
   METHODS,
-  report,
   serve,
   tableDigest,
   type EndpointSpec,
@@ -53,7 +52,7 @@ describe('fuzzing /api/messages and /api/messages/:id', () => {
   );
   for (const spec of specs) {
     it(`${spec.method} ${spec.path}: cases ${NUM_RUNS}, 5xx 0, rejected ones change nothing`, async () => {
-      const f = await fuzzEndpoint(server.send, spec, {
+      await fuzzEndpointClean(server.send, spec, {
         ids: () => ids,
         validAuth: () => validAuth,
         bodyKeys: ['source'],
@@ -61,9 +60,6 @@ describe('fuzzing /api/messages and /api/messages/:id', () => {
         snapshot: () => tableDigest(t.db, 'messages'),
         numRuns: NUM_RUNS,
       });
-      console.log(report(spec, f));
-      assert.equal(f.cases, NUM_RUNS);
-      assert.equal(f.status5xx, 0);
     });
   }
 

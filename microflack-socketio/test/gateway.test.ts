@@ -5,7 +5,8 @@ import { randomBytes } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
-import { io as connect, type Socket } from 'socket.io-client';
+import type { Socket } from 'socket.io-client';
+import { connectClient } from '@microflack/testkit/socketio';
 import {
   createEvents,
   createLbClient,
@@ -94,12 +95,8 @@ async function startGateway(redisHostPort: string, lbUrl: string) {
 
 const clients: Socket[] = [];
 async function client(url: string, transports = ['websocket']): Promise<Socket> {
-  const socket = connect(url, { transports, reconnection: false, forceNew: true });
+  const socket = await connectClient(url, transports);
   clients.push(socket);
-  await new Promise<void>((resolve, reject) => {
-    socket.once('connect', resolve);
-    socket.once('connect_error', reject);
-  });
   return socket;
 }
 

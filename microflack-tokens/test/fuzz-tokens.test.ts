@@ -10,9 +10,8 @@ import { basic, startEtcd, startStack, type TestStack } from '@microflack/testki
 import { createApp } from '../src/app.js';
 import { nick, usersApp } from '@microflack/testkit/apps';
 import {
-  fuzzEndpoint,
+  fuzzEndpointClean,
   METHODS,
-  report,
   serve,
   tableDigest,
   type FuzzRequest,
@@ -74,7 +73,7 @@ describe('fuzzing /api/tokens', () => {
   for (const method of METHODS) {
     const spec = { method, path: '/api/tokens' };
     it(`${method} /api/tokens: cases ${NUM_RUNS}, 5xx 0, rejected ones change nothing`, async () => {
-      const f = await fuzzEndpoint(send, spec, {
+      await fuzzEndpointClean(send, spec, {
         ids: () => [],
         validAuth: () => validAuth,
         bodyKeys: ['nickname', 'password', 'token'],
@@ -85,9 +84,6 @@ describe('fuzzing /api/tokens', () => {
           `${JSON.stringify(await platform.etcd.getAll().prefix('/revoked-').strings())} ${await tableDigest(usersDb, 'users', ['id', 'created_at', 'nickname', 'password_hash'])}`,
         numRuns: NUM_RUNS,
       });
-      console.log(report(spec, f));
-      assert.equal(f.cases, NUM_RUNS);
-      assert.equal(f.status5xx, 0);
     });
   }
 

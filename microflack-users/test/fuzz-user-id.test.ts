@@ -6,9 +6,8 @@ import request from 'supertest';
 import type { Knex } from '@microflack/common';
 import { basic, bearer, makeToken, startStack, type TestStack } from '@microflack/testkit';
 import {
-  fuzzEndpoint,
+  fuzzEndpointClean,
   METHODS,
-  report,
   serve,
   tableDigest,
   type EndpointSpec,
@@ -51,7 +50,7 @@ describe('fuzzing /api/users/:id', () => {
   for (const method of METHODS) {
     const spec: EndpointSpec = { method, path: '/api/users/:id' };
     it(`${spec.method} ${spec.path}: cases ${NUM_RUNS}, 5xx 0, rejected ones change nothing`, async () => {
-      const f = await fuzzEndpoint(server.send, spec, {
+      await fuzzEndpointClean(server.send, spec, {
         ids: () => ids,
         validAuth: () => validAuth,
         bodyKeys: ['nickname', 'password'],
@@ -60,9 +59,6 @@ describe('fuzzing /api/users/:id', () => {
         contentSnapshot: () => tableDigest(db, 'users', CONTENT_COLUMNS),
         numRuns: NUM_RUNS,
       });
-      console.log(report(spec, f));
-      assert.equal(f.cases, NUM_RUNS);
-      assert.equal(f.status5xx, 0);
     });
   }
 
