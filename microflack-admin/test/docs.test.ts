@@ -9,11 +9,11 @@ import { fileURLToPath } from 'node:url';
 import { describe, it } from 'node:test';
 import GithubSlugger from 'github-slugger';
 import MarkdownIt, { type Token } from 'markdown-it';
-import { BaseEnv } from '../../microflack-common/src/config.js';
-import { messagesConfig } from '../../microflack-messages/src/config.js';
-import { uiConfig } from '../../microflack-ui/src/config.js';
-import { usersConfig } from '../../microflack-users/src/config.js';
-import { LbEnv } from '../lb/src/config.js';
+import { BaseEnv } from '@microflack/common';
+import { messagesConfig } from '@microflack/messages/config';
+import { uiConfig } from '@microflack/ui/config';
+import { usersConfig } from '@microflack/users/config';
+import { LbEnv } from '@microflack/lb/config';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const read = (file: string) => fs.readFileSync(path.join(root, file), 'utf8');

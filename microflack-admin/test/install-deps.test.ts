@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, it } from 'node:test';
-import { tempDir } from '@microflack/common/testing';
+import { tempDir } from '@microflack/testkit';
 
 const admin = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const script = path.join(admin, 'install', 'install-deps.sh');

@@ -8,7 +8,7 @@ import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { io, type Socket } from 'socket.io-client';
 import { run, type Result } from './support/run-script.js';
-import { freePort, tempDir, waitFor } from '@microflack/common/testing';
+import { freePort, tempDir, waitFor } from '@microflack/testkit';
 
 const admin = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const bin = path.join(admin, 'bin');

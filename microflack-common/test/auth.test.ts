@@ -20,7 +20,7 @@ import {
   sharedBackends,
   TEST_JWT_SECRET_KEY,
   waitFor,
-} from '../src/testing/index.js';
+} from '@microflack/testkit';
 
 describe('auth middlewares', () => {
   let etcd: Etcd3;

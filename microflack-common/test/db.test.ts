@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { isMysql, openDb, type Migration } from '../src/db.js';
-import { createTestDatabase, tempDir } from '../src/testing/index.js';
+import { createTestDatabase, tempDir } from '@microflack/testkit';
 
 const migrations: Migration[] = [
   {

@@ -1,32 +1,11 @@
 import assert from 'node:assert/strict';
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { before, describe, it } from 'node:test';
-import { createAdapter } from '@socket.io/redis-adapter';
-import { Redis } from 'ioredis';
-import { Server } from 'socket.io';
 import { io as connect, type Socket } from 'socket.io-client';
 import { MessageSchema, UserSchema, type Message, type User } from '../src/contract/index.js';
-import { createEvents, parseHostPort } from '../src/events.js';
+import { createEvents } from '../src/events.js';
 import { registry } from '../src/metrics.js';
-import { sharedBackends, startRedis } from '../src/testing/index.js';
-
-async function socketServer(redisHostPort: string) {
-  const pub = new Redis(parseHostPort(redisHostPort));
-  const sub = pub.duplicate();
-  const httpServer = http.createServer();
-  const io = new Server(httpServer, { adapter: createAdapter(pub, sub) });
-  await new Promise<void>((r) => httpServer.listen(0, '127.0.0.1', r));
-  const url = `http://127.0.0.1:${(httpServer.address() as AddressInfo).port}`;
-  return {
-    url,
-    async close() {
-      io.close();
-      pub.disconnect();
-      sub.disconnect();
-    },
-  };
-}
+import { sharedBackends, startRedis } from '@microflack/testkit';
+import { adapterServer } from '@microflack/testkit/socketio';
 
 function message(id: number, source: string): Message {
   return MessageSchema.parse({
@@ -73,7 +52,7 @@ describe('events', () => {
   });
 
   it('emitUpdatedModel reaches a client connected to a Socket.IO server with the Redis adapter', async () => {
-    const srv = await socketServer(redis);
+    const srv = await adapterServer(redis);
     const client = connect(srv.url, { transports: ['websocket'] });
     await nextEvent(client, 'connect');
     const events = createEvents(redis);

@@ -3,7 +3,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { createLbClient, LbUnavailableError } from '../src/lb-client.js';
-import { freePort } from '../src/testing/index.js';
+import { freePort } from '@microflack/testkit';
 
 describe('load-balancer client', () => {
   let server: http.Server;

@@ -5,7 +5,7 @@ import { after, before, describe, it } from 'node:test';
 import { z } from 'zod';
 import { createEtcd, type Etcd3 } from '../src/etcd.js';
 import { configKey, logLevel, onOff, watchLiveSettings } from '../src/live-config.js';
-import { startEtcd, waitFor, type EtcdServer } from '../src/testing/index.js';
+import { startEtcd, waitFor, type EtcdServer } from '@microflack/testkit';
 
 describe('live settings', () => {
   // A private etcd: /config/all/* would reach every service of the shared one.

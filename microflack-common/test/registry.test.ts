@@ -8,8 +8,11 @@ import {
   upstreamKey,
   type Registration,
 } from '../src/registry.js';
-import { sharedBackends, waitFor } from '../src/testing/index.js';
-import { spawnFixture } from './fixtures/spawn.js';
+import { sharedBackends, waitFor } from '@microflack/testkit';
+import { spawnBackend } from '@microflack/testkit/http-backends';
+
+// A service process (runService) that drains for 100 ms on SIGTERM.
+const FAST_DRAIN = { env: { SHUTDOWN_GRACE_MS: '100' } };
 
 describe('registry', () => {
   let etcdUrl: string;
@@ -106,7 +109,7 @@ describe('registry', () => {
   });
 
   it('an instance process: upstream appears, and disappears on SIGTERM', async () => {
-    const fx = await spawnFixture(etcdUrl, `term-${Date.now()}`);
+    const fx = await spawnBackend(etcdUrl, `term-${Date.now()}`, FAST_DRAIN);
     const key = (await etcd.getAll().prefix('/services/').keys()).find((k) =>
       k.endsWith(`/upstream/${fx.instance}`),
     );
@@ -118,7 +121,7 @@ describe('registry', () => {
   });
 
   it('an instance process killed with -9: upstream disappears once the lease expires', async () => {
-    const fx = await spawnFixture(etcdUrl, `kill-${Date.now()}`);
+    const fx = await spawnBackend(etcdUrl, `kill-${Date.now()}`, FAST_DRAIN);
     const key = (await etcd.getAll().prefix('/services/').keys()).find((k) =>
       k.endsWith(`/upstream/${fx.instance}`),
     );

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { createEtcd, type Etcd3 } from '../src/etcd.js';
 import { createRevocationList, REVOKED_TOKENS_PREFIX } from '../src/revocation.js';
-import { sharedBackends, startEtcd, waitFor, type EtcdServer } from '../src/testing/index.js';
+import { sharedBackends, startEtcd, waitFor, type EtcdServer } from '@microflack/testkit';
 
 describe('revocation list', () => {
   let etcdUrl: string;

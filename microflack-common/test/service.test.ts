@@ -113,16 +113,16 @@ describe('createServiceApp', () => {
 });
 
 describe('a service process under SIGTERM', () => {
-  let stack: import('../src/testing/index.js').TestStack;
+  let stack: import('@microflack/testkit').TestStack;
   before(async () => {
-    const { startStack } = await import('../src/testing/index.js');
+    const { startStack } = await import('@microflack/testkit');
     stack = await startStack();
   });
   after(() => stack.stop());
 
   it('finishes an in-flight request before exiting', async () => {
-    const { spawnFixture } = await import('./fixtures/spawn.js');
-    const fx = await spawnFixture(stack.etcd, 'drain');
+    const { spawnBackend } = await import('@microflack/testkit/http-backends');
+    const fx = await spawnBackend(stack.etcd, 'drain', { env: { SHUTDOWN_GRACE_MS: '100' } });
     const slow = fetch(`http://${fx.address}/slow?ms=800`).then(async (r) => ({
       status: r.status,
       body: await r.text(),

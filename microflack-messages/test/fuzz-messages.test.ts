@@ -4,16 +4,15 @@ import assert from 'node:assert/strict';
 import { randomInt } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import request from 'supertest';
-import { bearer, makeToken, startStack, type TestStack } from '@microflack/common/testing';
+import { bearer, makeToken, startStack, type TestStack } from '@microflack/testkit';
 import {
-  fuzzEndpoint,
+  fuzzEndpointClean,
   METHODS,
-  report,
   serve,
   tableDigest,
   type EndpointSpec,
-} from '../../microflack-users/test/fuzz-support.js';
-import { startApp, type TestApp } from './helpers.js';
+} from '@microflack/testkit/fuzz';
+import { startMessagesApp, type TestApp } from '@microflack/testkit/apps';
 
 const NUM_RUNS = Number(process.env.FUZZ_RUNS ?? 1000);
 
@@ -27,7 +26,7 @@ describe('fuzzing /api/messages and /api/messages/:id', () => {
   before(async () => {
     stack = await startStack();
     // No previews: they would change rows after the answer, and look up generated host names.
-    t = await startApp(stack, 'mariadb', { allowPrivate: false, maxLinks: 0 });
+    t = await startMessagesApp(stack, 'mariadb', { allowPrivate: false, maxLinks: 0 });
     // Events go to the shared Redis, where other files' subscribers match messages by id: ids of
     // our own range keep ours from being taken for theirs.
     await t.db.raw('ALTER TABLE messages AUTO_INCREMENT = ?', [randomInt(1e6, 1e9)]);
@@ -53,7 +52,7 @@ describe('fuzzing /api/messages and /api/messages/:id', () => {
   );
   for (const spec of specs) {
     it(`${spec.method} ${spec.path}: cases ${NUM_RUNS}, 5xx 0, rejected ones change nothing`, async () => {
-      const f = await fuzzEndpoint(server.send, spec, {
+      await fuzzEndpointClean(server.send, spec, {
         ids: () => ids,
         validAuth: () => validAuth,
         bodyKeys: ['source'],
@@ -61,9 +60,6 @@ describe('fuzzing /api/messages and /api/messages/:id', () => {
         snapshot: () => tableDigest(t.db, 'messages'),
         numRuns: NUM_RUNS,
       });
-      console.log(report(spec, f));
-      assert.equal(f.cases, NUM_RUNS);
-      assert.equal(f.status5xx, 0);
     });
   }
 

@@ -11,13 +11,13 @@ import {
   tempDir,
   waitFor,
   type TestStack,
-} from '@microflack/common/testing';
+} from '@microflack/testkit';
 import request from 'supertest';
 import { createApp, type MessagesApp } from '../src/app.js';
 import { createRowJsonCache, joinJson } from '@microflack/common';
 import { nowSeconds, SECONDS_PER_DAY, toJson, type MessageRow } from '../src/messages.js';
 import { migrations } from '../src/migrations.js';
-import type { DbKind } from './helpers.js';
+import type { DbKind } from '@microflack/testkit/apps';
 
 const COLUMNS = ['id', 'created_at', 'updated_at', 'source', 'html', 'user_id'];
 

@@ -9,16 +9,13 @@ import { after, before, describe, it } from 'node:test';
 import { configKey, createEtcd, type Etcd3 } from '@microflack/common';
 import {
   bearer,
-  createTestDatabase,
   makeToken,
-  sharedBackends,
   startEtcd,
-  startServiceProcess,
-  TEST_JWT_SECRET_KEY,
+  startBuiltService,
   waitFor,
   type EtcdServer,
   type ServiceProcess,
-} from '@microflack/common/testing';
+} from '@microflack/testkit';
 
 const packageDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -31,7 +28,6 @@ describe('messages live settings', () => {
   let svc: ServiceProcess;
 
   before(async () => {
-    const backends = await sharedBackends();
     etcdServer = await startEtcd();
     etcd = createEtcd([etcdServer.url]);
     site = http.createServer((_req, res) =>
@@ -39,15 +35,10 @@ describe('messages live settings', () => {
     );
     await new Promise<void>((r) => site.listen(0, '127.0.0.1', r));
     siteUrl = `http://127.0.0.1:${(site.address() as AddressInfo).port}/`;
-    svc = await startServiceProcess(packageDir, {
-      ETCD: etcdServer.url,
-      REDIS: backends.redis,
-      DATABASE_URL: await createTestDatabase('msglive'),
-      JWT_SECRET_KEY: TEST_JWT_SECRET_KEY,
-      LB: 'http://127.0.0.1:9',
-      LINK_PREVIEW_ALLOW_PRIVATE: '1',
-      SHUTDOWN_GRACE_MS: '0',
-      LOG_LEVEL: 'info',
+    svc = await startBuiltService(packageDir, {
+      etcd: etcdServer.url,
+      database: 'msglive',
+      env: { LINK_PREVIEW_ALLOW_PRIVATE: '1' },
     });
   });
   after(async () => {

@@ -10,12 +10,11 @@ import {
   createTestDatabase,
   makeToken,
   sharedBackends,
-  startServiceProcess,
-  TEST_JWT_SECRET_KEY,
+  startBuiltService,
   waitFor,
   type ServiceProcess,
-} from '@microflack/common/testing';
-import { openMessagesDb } from './helpers.js';
+} from '@microflack/testkit';
+import { openMessagesDb } from '@microflack/testkit/apps';
 
 const packageDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -48,14 +47,8 @@ describe('node dist/main.js', () => {
     });
     pendingId = Number(id);
     await db.destroy();
-    svc = await startServiceProcess(packageDir, {
-      ETCD: backends.etcd,
-      REDIS: backends.redis,
-      DATABASE_URL: databaseUrl,
-      JWT_SECRET_KEY: TEST_JWT_SECRET_KEY,
-      LB: 'http://127.0.0.1:9',
-      LINK_PREVIEW_ALLOW_PRIVATE: '1',
-      SHUTDOWN_GRACE_MS: '0',
+    svc = await startBuiltService(packageDir, {
+      env: { DATABASE_URL: databaseUrl, LINK_PREVIEW_ALLOW_PRIVATE: '1' },
     });
   });
   after(async () => {

@@ -1,10 +1,11 @@
 import { randomUUID } from 'node:crypto';
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { bearer, makeToken, startStack, type TestStack } from '@microflack/common/testing';
+import { bearer, makeToken, startStack, type TestStack } from '@microflack/testkit';
 import request from 'supertest';
 import { nowSeconds } from '../src/messages.js';
-import { startApp, subscribe, type DbKind, type TestApp } from './helpers.js';
+import { startMessagesApp, type DbKind, type TestApp } from '@microflack/testkit/apps';
+import { subscribe } from '@microflack/testkit/socketio';
 
 for (const kind of ['mariadb', 'sqlite'] as DbKind[]) {
   describe(`the message lifecycle (${kind})`, () => {
@@ -12,7 +13,7 @@ for (const kind of ['mariadb', 'sqlite'] as DbKind[]) {
     let t: TestApp;
     before(async () => {
       stack = await startStack();
-      t = await startApp(stack, kind);
+      t = await startMessagesApp(stack, kind);
     });
     after(async () => {
       await t.close();
@@ -251,7 +252,7 @@ describe('bad input to /api/messages', () => {
   let own: string;
   before(async () => {
     stack = await startStack();
-    t = await startApp(stack, 'mariadb');
+    t = await startMessagesApp(stack, 'mariadb');
     token = t.token(5);
     own = (
       await request(t.app).post('/api/messages').set(bearer(token)).send({ source: 'original' })
@@ -391,7 +392,7 @@ describe('updated_model events for messages', () => {
   let t: TestApp;
   before(async () => {
     stack = await startStack();
-    t = await startApp(stack, 'mariadb');
+    t = await startMessagesApp(stack, 'mariadb');
   });
   after(async () => {
     await t.close();

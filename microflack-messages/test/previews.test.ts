@@ -2,11 +2,12 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
-import { bearer, startStack, type TestStack } from '@microflack/common/testing';
+import { bearer, startStack, type TestStack } from '@microflack/testkit';
 import request from 'supertest';
 import { isAddressAllowed } from '../src/address-policy.js';
 import { DEFAULT_FETCH_SETTINGS, fetchPage, parsePage, PreviewError } from '../src/link-preview.js';
-import { openMessagesDb, startApp, subscribe, type TestApp } from './helpers.js';
+import { openMessagesDb, startMessagesApp, type TestApp } from '@microflack/testkit/apps';
+import { subscribe } from '@microflack/testkit/socketio';
 
 const MB = 1024 * 1024;
 
@@ -113,7 +114,7 @@ describe('link previews (local site, private addresses allowed)', () => {
   before(async () => {
     stack = await startStack();
     site = await startSite();
-    t = await startApp(stack, 'mariadb', { allowPrivate: true, timeoutMs: 1000 });
+    t = await startMessagesApp(stack, 'mariadb', { allowPrivate: true, timeoutMs: 1000 });
   });
   after(async () => {
     await t.close();
@@ -288,7 +289,7 @@ describe('link previews refuse private addresses (SSRF)', () => {
   before(async () => {
     stack = await startStack();
     site = await startSite();
-    t = await startApp(stack, 'sqlite', { allowPrivate: false, timeoutMs: 3000 });
+    t = await startMessagesApp(stack, 'sqlite', { allowPrivate: false, timeoutMs: 3000 });
   });
   after(async () => {
     await t.close();
@@ -437,7 +438,12 @@ describe('pending previews after a crash', () => {
   for (const kind of ['mariadb', 'sqlite'] as const) {
     it(`are finished by the next instance at start (${kind})`, async () => {
       const db = await openMessagesDb(kind);
-      const first = await startApp(stack, kind, { allowPrivate: true, timeoutMs: 20000 }, db);
+      const first = await startMessagesApp(
+        stack,
+        kind,
+        { allowPrivate: true, timeoutMs: 20000 },
+        db,
+      );
       site.state.hang = true;
       const url = site.url(`/toggle?${kind}`);
       const res = await request(first.app)
@@ -453,7 +459,12 @@ describe('pending previews after a crash', () => {
       assert.equal(row.html, res.body.html);
 
       site.state.hang = false;
-      const second = await startApp(stack, kind, { allowPrivate: true, timeoutMs: 2000 }, db);
+      const second = await startMessagesApp(
+        stack,
+        kind,
+        { allowPrivate: true, timeoutMs: 2000 },
+        db,
+      );
       const sub = await subscribe(stack.redis);
       try {
         assert.equal(await second.app.previewer.resumePending(), 1);

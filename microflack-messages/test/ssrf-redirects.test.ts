@@ -8,8 +8,8 @@ import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import { after, before, describe, it } from 'node:test';
 import request from 'supertest';
-import { bearer, makeToken, startStack, type TestStack } from '@microflack/common/testing';
-import { startApp, type TestApp } from './helpers.js';
+import { bearer, makeToken, startStack, type TestStack } from '@microflack/testkit';
+import { startMessagesApp, type TestApp } from '@microflack/testkit/apps';
 
 /** A server that only counts the requests it gets: any hit is a fetch that should not have been. */
 async function startCanary(host: string) {
@@ -93,7 +93,7 @@ describe('link previews never reach internal addresses, through links or redirec
       res.writeHead(302, { Location: to }).end();
     });
     await new Promise<void>((r) => site.listen(0, SITE_HOST, r));
-    t = await startApp(stack, 'mariadb', {
+    t = await startMessagesApp(stack, 'mariadb', {
       allowPrivate: false,
       allowAddresses: [SITE_HOST],
       timeoutMs: 2000,

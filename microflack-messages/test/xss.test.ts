@@ -9,15 +9,15 @@ import { Parser } from 'htmlparser2';
 import request from 'supertest';
 import type { Express } from 'express';
 import type { Knex } from '@microflack/common';
-import { bearer, makeToken, startStack, type TestStack } from '@microflack/common/testing';
-import { usersApp } from '../../microflack-users/test/helpers.js';
-import { startApp, type TestApp } from './helpers.js';
+import { bearer, makeToken, startStack, type TestStack } from '@microflack/testkit';
+import { usersApp } from '@microflack/testkit/apps';
+import { startMessagesApp, type TestApp } from '@microflack/testkit/apps';
 import {
   ALLOWED_ATTRIBUTES,
   ALLOWED_INLINE_TAGS,
   PREVIEW_TAGS,
   XSS_PAYLOADS,
-} from './xss-corpus.js';
+} from '@microflack/testkit/xss-corpus';
 
 const SAFE_PROTOCOLS = new Set(['http:', 'https:', 'mailto:']);
 
@@ -103,7 +103,7 @@ describe('stored XSS', () => {
   after(() => stack.stop());
 
   it('keeps no script, handler or hostile link in stored message html: payloads N, surviving 0', async () => {
-    const t = await startApp(stack, 'mariadb', { allowPrivate: false, maxLinks: 0 });
+    const t = await startMessagesApp(stack, 'mariadb', { allowPrivate: false, maxLinks: 0 });
     await ownIds(t);
     try {
       const token = makeToken(1);
@@ -146,7 +146,10 @@ describe('stored XSS', () => {
 
   it('keeps the preview of a hostile page to blockquote, p and escaped text: payloads N, surviving 0', async () => {
     const site = await startHostileSite();
-    const t: TestApp = await startApp(stack, 'mariadb', { allowPrivate: true, timeoutMs: 3000 });
+    const t: TestApp = await startMessagesApp(stack, 'mariadb', {
+      allowPrivate: true,
+      timeoutMs: 3000,
+    });
     await ownIds(t);
     try {
       const token = makeToken(1);

@@ -5,7 +5,8 @@ import { randomBytes } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
-import { io as connect, type Socket } from 'socket.io-client';
+import type { Socket } from 'socket.io-client';
+import { connectClient } from '@microflack/testkit/socketio';
 import {
   createEvents,
   createLbClient,
@@ -13,7 +14,7 @@ import {
   type Events,
   type Message,
 } from '@microflack/common';
-import { startRedis, waitFor, type RedisServer } from '@microflack/common/testing';
+import { startRedis, waitFor, type RedisServer } from '@microflack/testkit';
 import { createApp } from '../src/app.js';
 import { createSocketServer, MAX_PAYLOAD_BYTES } from '../src/gateway.js';
 
@@ -94,12 +95,8 @@ async function startGateway(redisHostPort: string, lbUrl: string) {
 
 const clients: Socket[] = [];
 async function client(url: string, transports = ['websocket']): Promise<Socket> {
-  const socket = connect(url, { transports, reconnection: false, forceNew: true });
+  const socket = await connectClient(url, transports);
   clients.push(socket);
-  await new Promise<void>((resolve, reject) => {
-    socket.once('connect', resolve);
-    socket.once('connect_error', reject);
-  });
   return socket;
 }
 

@@ -3,9 +3,10 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
-import { io as connect, type Socket } from 'socket.io-client';
-import { basic, bearer, waitFor, type ServiceProcess } from '@microflack/common/testing';
-import { startPlatform, type Platform } from '../../microflack-ui/test/support/platform.js';
+import type { Socket } from 'socket.io-client';
+import { connectClient } from '@microflack/testkit/socketio';
+import { basic, bearer, waitFor, type ServiceProcess } from '@microflack/testkit';
+import { startPlatform, type Platform } from '@microflack/testkit/platform';
 
 interface Model {
   class: string;
@@ -14,12 +15,8 @@ interface Model {
 
 const clients: Socket[] = [];
 async function client(url: string, transports?: string[]): Promise<Socket> {
-  const socket = connect(url, { transports, reconnection: false, forceNew: true });
+  const socket = await connectClient(url, transports);
   clients.push(socket);
-  await new Promise<void>((resolve, reject) => {
-    socket.once('connect', resolve);
-    socket.once('connect_error', reject);
-  });
   return socket;
 }
 

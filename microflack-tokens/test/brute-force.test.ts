@@ -7,9 +7,9 @@ import { after, before, describe, it } from 'node:test';
 import request from 'supertest';
 import type { Express } from 'express';
 import { createLbClient, logger, type Knex } from '@microflack/common';
-import { basic, startStack, type TestStack } from '@microflack/common/testing';
+import { basic, startStack, type TestStack } from '@microflack/testkit';
 import { createApp } from '../src/app.js';
-import { nick, usersApp } from '../../microflack-users/test/helpers.js';
+import { nick, usersApp } from '@microflack/testkit/apps';
 
 logger.level = process.env.LOG_LEVEL ?? 'warn';
 

@@ -6,17 +6,16 @@ import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import request from 'supertest';
 import { createLbClient, type Knex, type Platform } from '@microflack/common';
-import { basic, startEtcd, startStack, type TestStack } from '@microflack/common/testing';
+import { basic, startEtcd, startStack, type TestStack } from '@microflack/testkit';
 import { createApp } from '../src/app.js';
-import { nick, usersApp } from '../../microflack-users/test/helpers.js';
+import { nick, usersApp } from '@microflack/testkit/apps';
 import {
-  fuzzEndpoint,
+  fuzzEndpointClean,
   METHODS,
-  report,
   serve,
   tableDigest,
   type FuzzRequest,
-} from '../../microflack-users/test/fuzz-support.js';
+} from '@microflack/testkit/fuzz';
 
 const NUM_RUNS = Number(process.env.FUZZ_RUNS ?? 1000);
 // Stands for a bearer token minted for each request: DELETE revokes the token it is given.
@@ -74,7 +73,7 @@ describe('fuzzing /api/tokens', () => {
   for (const method of METHODS) {
     const spec = { method, path: '/api/tokens' };
     it(`${method} /api/tokens: cases ${NUM_RUNS}, 5xx 0, rejected ones change nothing`, async () => {
-      const f = await fuzzEndpoint(send, spec, {
+      await fuzzEndpointClean(send, spec, {
         ids: () => [],
         validAuth: () => validAuth,
         bodyKeys: ['nickname', 'password', 'token'],
@@ -85,9 +84,6 @@ describe('fuzzing /api/tokens', () => {
           `${JSON.stringify(await platform.etcd.getAll().prefix('/revoked-').strings())} ${await tableDigest(usersDb, 'users', ['id', 'created_at', 'nickname', 'password_hash'])}`,
         numRuns: NUM_RUNS,
       });
-      console.log(report(spec, f));
-      assert.equal(f.cases, NUM_RUNS);
-      assert.equal(f.status5xx, 0);
     });
   }
 

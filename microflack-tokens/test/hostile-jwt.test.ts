@@ -13,10 +13,10 @@ import {
   TEST_JWT_SECRET_KEY,
   waitFor,
   type TestStack,
-} from '@microflack/common/testing';
+} from '@microflack/testkit';
 import { createApp } from '../src/app.js';
-import { nick, usersApp } from '../../microflack-users/test/helpers.js';
-import { startApp, type TestApp } from '../../microflack-messages/test/helpers.js';
+import { nick, usersApp } from '@microflack/testkit/apps';
+import { startMessagesApp, type TestApp } from '@microflack/testkit/apps';
 
 logger.level = process.env.LOG_LEVEL ?? 'warn';
 
@@ -69,7 +69,7 @@ describe('forged and stale JWTs on every token-checking endpoint', () => {
       auth: tokensPlatform.auth,
       lb: createLbClient(`http://127.0.0.1:${(usersServer.address() as AddressInfo).port}`),
     });
-    messages = await startApp(stack, 'mariadb', { allowPrivate: false, maxLinks: 0 });
+    messages = await startMessagesApp(stack, 'mariadb', { allowPrivate: false, maxLinks: 0 });
     // Events go to the shared Redis, where other files' subscribers match messages by id: ids of
     // our own range keep ours from being taken for theirs.
     await messages.db.raw('ALTER TABLE messages AUTO_INCREMENT = ?', [randomInt(1e6, 1e9)]);

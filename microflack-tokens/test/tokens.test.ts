@@ -6,17 +6,10 @@ import { after, before, describe, it } from 'node:test';
 import request from 'supertest';
 import type { Express } from 'express';
 import { createLbClient, logger, type Knex, type Platform } from '@microflack/common';
-import {
-  basic,
-  bearer,
-  freePort,
-  startStack,
-  waitFor,
-  type TestStack,
-} from '@microflack/common/testing';
+import { basic, bearer, freePort, startStack, waitFor, type TestStack } from '@microflack/testkit';
 import { createApp } from '../src/app.js';
 // The real users service, as the LB would reach it.
-import { nick, usersApp } from '../../microflack-users/test/helpers.js';
+import { nick, usersApp } from '@microflack/testkit/apps';
 
 logger.level = process.env.LOG_LEVEL ?? 'warn';
 

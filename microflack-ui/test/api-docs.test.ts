@@ -7,9 +7,9 @@ import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import type { Browser } from 'playwright-core';
 import { apiOperations, tokensApi } from '@microflack/common/api';
-import { basic, bearer } from '@microflack/common/testing';
-import { startPlatform, type Platform } from './support/platform.js';
-import { launchChromium } from './support/browser.js';
+import { basic, bearer } from '@microflack/testkit';
+import { startPlatform, type Platform } from '@microflack/testkit/platform';
+import { launchChromium } from '@microflack/testkit/browser';
 
 const ARTIFACTS = path.resolve(
   path.dirname(fileURLToPath(import.meta.url)),

@@ -11,10 +11,10 @@ import {
   type RevocationList,
 } from '@microflack/common';
 import { MESSAGES_MOUNT, openApiDocument, TOKENS_MOUNT, USERS_MOUNT } from '@microflack/common/api';
-import { checksResponses, mountedRoutes, TEST_JWT_SECRET_KEY } from '@microflack/common/testing';
-import { createApp as createUsersApp } from '../../microflack-users/src/app.js';
-import { createApp as createTokensApp } from '../../microflack-tokens/src/app.js';
-import { createApp as createMessagesApp } from '../../microflack-messages/src/app.js';
+import { checksResponses, mountedRoutes, TEST_JWT_SECRET_KEY } from '@microflack/testkit';
+import { createApp as createUsersApp } from '@microflack/users/app';
+import { createApp as createTokensApp } from '@microflack/tokens/app';
+import { createApp as createMessagesApp } from '@microflack/messages/app';
 
 // The apps are only walked, never called: their clients are stand-ins.
 const auth = createAuth(TEST_JWT_SECRET_KEY, {} as RevocationList);

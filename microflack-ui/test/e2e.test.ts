@@ -7,9 +7,9 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
-import { waitFor } from '@microflack/common/testing';
-import { startPlatform, type Platform } from './support/platform.js';
-import { launchChromium } from './support/browser.js';
+import { waitFor } from '@microflack/testkit';
+import { startPlatform, type Platform } from '@microflack/testkit/platform';
+import { launchChromium } from '@microflack/testkit/browser';
 
 const ARTIFACTS = path.resolve(
   path.dirname(fileURLToPath(import.meta.url)),

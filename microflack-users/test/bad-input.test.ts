@@ -3,8 +3,8 @@ import { after, before, describe, it } from 'node:test';
 import request from 'supertest';
 import type { Express } from 'express';
 import type { Knex } from '@microflack/common';
-import { basic, bearer, makeToken, startStack, type TestStack } from '@microflack/common/testing';
-import { nick, usersApp } from './helpers.js';
+import { basic, bearer, makeToken, startStack, type TestStack } from '@microflack/testkit';
+import { nick, usersApp } from '@microflack/testkit/apps';
 
 describe('bad input on every /api/users endpoint', () => {
   let stack: TestStack;

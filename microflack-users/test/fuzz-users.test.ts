@@ -4,16 +4,15 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import request from 'supertest';
 import type { Knex } from '@microflack/common';
-import { basic, bearer, makeToken, startStack, type TestStack } from '@microflack/common/testing';
+import { basic, bearer, makeToken, startStack, type TestStack } from '@microflack/testkit';
 import {
-  fuzzEndpoint,
+  fuzzEndpointClean,
   METHODS,
-  report,
   serve,
   tableDigest,
   type EndpointSpec,
-} from './fuzz-support.js';
-import { nick, usersApp } from './helpers.js';
+} from '@microflack/testkit/fuzz';
+import { nick, usersApp } from '@microflack/testkit/apps';
 
 const NUM_RUNS = Number(process.env.FUZZ_RUNS ?? 1000);
 // Presence (last_seen_at, online, updated_at) moves for any request with a valid credential.
@@ -45,7 +44,7 @@ describe('fuzzing /api/users and /api/users/me', () => {
   );
   for (const spec of specs) {
     it(`${spec.method} ${spec.path}: cases ${NUM_RUNS}, 5xx 0, rejected ones change nothing`, async () => {
-      const f = await fuzzEndpoint(server.send, spec, {
+      await fuzzEndpointClean(server.send, spec, {
         ids: () => [],
         validAuth: () => validAuth,
         bodyKeys: ['nickname', 'password'],
@@ -54,9 +53,6 @@ describe('fuzzing /api/users and /api/users/me', () => {
         contentSnapshot: () => tableDigest(db, 'users', CONTENT_COLUMNS),
         numRuns: NUM_RUNS,
       });
-      console.log(report(spec, f));
-      assert.equal(f.cases, NUM_RUNS);
-      assert.equal(f.status5xx, 0);
     });
   }
 

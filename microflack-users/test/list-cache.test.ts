@@ -10,13 +10,13 @@ import {
   startStack,
   tempDir,
   type TestStack,
-} from '@microflack/common/testing';
+} from '@microflack/testkit';
 import { openDb } from '@microflack/common';
 import request from 'supertest';
 import { createApp } from '../src/app.js';
 import { migrations } from '../src/migrations.js';
 import { toJson, type UserRow } from '../src/users.js';
-import { DB_KINDS, nick } from './helpers.js';
+import { DB_KINDS, nick } from '@microflack/testkit/apps';
 
 /** What the list answered before it kept JSON: every row read and serialised by res.json. */
 async function reference(

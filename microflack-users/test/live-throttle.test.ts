@@ -9,15 +9,12 @@ import { after, before, describe, it } from 'node:test';
 import { configKey, createEtcd, type Etcd3 } from '@microflack/common';
 import {
   basic,
-  createTestDatabase,
-  sharedBackends,
   startEtcd,
-  startServiceProcess,
-  TEST_JWT_SECRET_KEY,
+  startBuiltService,
   waitFor,
   type EtcdServer,
   type ServiceProcess,
-} from '@microflack/common/testing';
+} from '@microflack/testkit';
 
 const packageDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -28,19 +25,12 @@ describe('users live throttle limits', () => {
   let svc: ServiceProcess;
 
   before(async () => {
-    const backends = await sharedBackends();
     etcdServer = await startEtcd();
     etcd = createEtcd([etcdServer.url]);
-    svc = await startServiceProcess(packageDir, {
-      ETCD: etcdServer.url,
-      REDIS: backends.redis,
-      DATABASE_URL: await createTestDatabase('userslive'),
-      JWT_SECRET_KEY: TEST_JWT_SECRET_KEY,
-      LB: 'http://127.0.0.1:9',
-      BCRYPT_ROUNDS: '10',
-      SHUTDOWN_GRACE_MS: '0',
-      LOG_LEVEL: 'info',
-      LOGIN_FREE_FAILURES_PER_NICKNAME: '5',
+    svc = await startBuiltService(packageDir, {
+      etcd: etcdServer.url,
+      database: 'userslive',
+      env: { BCRYPT_ROUNDS: '10', LOGIN_FREE_FAILURES_PER_NICKNAME: '5' },
     });
   });
   after(async () => {

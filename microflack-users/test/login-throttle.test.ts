@@ -12,7 +12,7 @@ import {
   waitFor,
   type RedisServer,
   type TestStack,
-} from '@microflack/common/testing';
+} from '@microflack/testkit';
 import {
   createLoginThrottle,
   createThrottleRedis,
@@ -22,7 +22,7 @@ import {
   type LoginThrottle,
   type ThrottleOptions,
 } from '../src/login-throttle.js';
-import { nick, usersApp } from './helpers.js';
+import { nick, usersApp } from '@microflack/testkit/apps';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

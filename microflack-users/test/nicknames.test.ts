@@ -8,8 +8,8 @@ import request from 'supertest';
 import type { Express } from 'express';
 import type { Knex } from '@microflack/common';
 import { nicknameKey } from '@microflack/common/api';
-import { basic, bearer, makeToken, startStack, type TestStack } from '@microflack/common/testing';
-import { DB_KINDS, usersApp } from './helpers.js';
+import { basic, bearer, makeToken, startStack, type TestStack } from '@microflack/testkit';
+import { DB_KINDS, usersApp } from '@microflack/testkit/apps';
 
 const fullWidth = (s: string) =>
   [...s].map((c) => String.fromCodePoint((c.codePointAt(0) as number) + 0xfee0)).join('');

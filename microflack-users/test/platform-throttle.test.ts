@@ -7,8 +7,8 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
-import { basic, bearer, waitFor } from '@microflack/common/testing';
-import { startPlatform, type Platform } from '../../microflack-ui/test/support/platform.js';
+import { basic, bearer, waitFor } from '@microflack/testkit';
+import { startPlatform, type Platform } from '@microflack/testkit/platform';
 
 // What each users instance is started with.
 const FREE_PER_NICKNAME = 5;

@@ -15,9 +15,10 @@ import {
   tempDir,
   waitFor,
   type TestStack,
-} from '@microflack/common/testing';
+} from '@microflack/testkit';
 import { startSweeper, type Sweeper } from '../src/presence.js';
-import { listenForEvents, nick, usersApp } from './helpers.js';
+import { subscribe } from '@microflack/testkit/socketio';
+import { nick, usersApp } from '@microflack/testkit/apps';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 
@@ -27,7 +28,7 @@ describe('the presence sweep', () => {
   let db: Knex;
   let platform: Platform;
   let databaseUrl: string;
-  let events: Awaited<ReturnType<typeof listenForEvents>>;
+  let events: Awaited<ReturnType<typeof subscribe>>;
   const sweepers: Sweeper[] = [];
   // Each test campaigns in its own namespace, so parallel test runs never share an election.
   const space = () => platform.etcd.namespace(`/test-${randomBytes(4).toString('hex')}/`);
@@ -36,7 +37,7 @@ describe('the presence sweep', () => {
     stack = await startStack();
     databaseUrl = await createTestDatabase('users');
     ({ app, db, platform } = await usersApp(stack, 'mariadb', {}, databaseUrl));
-    events = await listenForEvents(stack.redis);
+    events = await subscribe(stack.redis);
   });
   after(async () => {
     for (const s of sweepers) await s.stop();

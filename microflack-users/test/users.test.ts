@@ -13,21 +13,22 @@ import {
   waitFor,
   type EtcdServer,
   type TestStack,
-} from '@microflack/common/testing';
+} from '@microflack/testkit';
 import { createApp } from '../src/app.js';
-import { DB_KINDS, listenForEvents, nick, openTestDb, usersApp } from './helpers.js';
+import { DB_KINDS, nick, openTestDb, usersApp } from '@microflack/testkit/apps';
+import { subscribe } from '@microflack/testkit/socketio';
 
 for (const kind of DB_KINDS) {
   describe(`users on ${kind}`, () => {
     let stack: TestStack;
     let app: Express;
     let db: Knex;
-    let events: Awaited<ReturnType<typeof listenForEvents>>;
+    let events: Awaited<ReturnType<typeof subscribe>>;
 
     before(async () => {
       stack = await startStack();
       ({ app, db } = await usersApp(stack, kind));
-      events = await listenForEvents(stack.redis);
+      events = await subscribe(stack.redis);
     });
     after(async () => {
       await events.close();

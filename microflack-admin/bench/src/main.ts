@@ -9,7 +9,7 @@ import { measureGrowth } from './growth.js';
 import { measureFanout, measureRegistration, measureRevocation, type Spread } from './live.js';
 import { runLoad, type LoadResult } from './load.js';
 import { ADMIN_DIR, bringUp, rssMb, type Platform } from './platform.js';
-import { createApi, seed, waitSettled } from './seed.js';
+import { createApi, seed, seedUsers, waitSettled, type Api, type Seeded } from './seed.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -42,6 +42,7 @@ if (!Number.isFinite(seconds) || seconds <= 0) {
   process.exit(2);
 }
 const concurrencies = [32, 128];
+const MAX_SIGN_IN_CONCURRENCY = Math.max(...concurrencies);
 
 interface Row extends LoadResult {
   path: string;
@@ -61,6 +62,18 @@ async function main(): Promise<void> {
   }
 }
 
+// What the steps of one run share: the platform, its seeded users, and the results so far.
+interface Run {
+  platform: Platform;
+  api: Api;
+  seeded: Seeded;
+  bearer: { Authorization: string };
+  rows: Row[];
+  results: Record<string, unknown>;
+}
+
+type LoadSpec = Omit<Parameters<typeof runLoad>[0], 'connections' | 'durationSeconds'>;
+
 async function benchmark(platform: Platform): Promise<void> {
   const api = createApi(platform.lb);
   const results: Record<string, unknown> = {
@@ -68,99 +81,143 @@ async function benchmark(platform: Platform): Promise<void> {
     date: new Date().toISOString(),
     settings: { durationSeconds: seconds, concurrencies, smoke },
   };
-  const pids = await platform.instancePids();
   const memory: Record<string, { idleMb?: number; afterLoadMb?: number }> = {};
-  for (const [name, pid] of pids) memory[name] = { idleMb: rssMb(pid) };
+  for (const [name, pid] of await platform.instancePids()) memory[name] = { idleMb: rssMb(pid) };
 
   step('seeding 50 users and 200 messages');
   const seeded = await seed(api, 50, smoke ? 40 : 200);
-  const bearer = { Authorization: `Bearer ${seeded.token}` };
-
-  const rows: Row[] = [];
-  // Each ceiling run follows its path's run at the same concurrency, so that both see the same
-  // machine: on a shared 2-core host, conditions drift within minutes.
-  const load = async (
-    label: string,
-    spec: Omit<Parameters<typeof runLoad>[0], 'connections' | 'durationSeconds'>,
-    opts: { minSeconds?: number; ceiling?: boolean } = {},
-  ) => {
-    const duration = Math.max(seconds, opts.minSeconds ?? 0);
-    let trivial: Awaited<ReturnType<typeof startTrivialServer>> | undefined;
-    let bytes = 0;
-    for (const c of concurrencies) {
-      await waitSettled(api);
-      step(`${label} at concurrency ${c} for ${duration} s`);
-      const r = await runLoad({ ...spec, connections: c, durationSeconds: duration });
-      const row: Row = { path: label, concurrency: c, ...r };
-      rows.push(row);
-      if (!opts.ceiling || !platform.etcd) continue;
-      if (!trivial) {
-        bytes = r.bytesPerResponse;
-        trivial = await startTrivialServer(platform.etcd, bytes, platform.lb);
-      }
-      step(`ceiling for ${label}: ${bytes}-byte trivial server at concurrency ${c}`);
-      const ceiling = await runLoad({
-        url: platform.lb + trivial.path,
-        connections: c,
-        durationSeconds: duration,
-      });
-      row.ceilingRps = ceiling.rps;
-      row.ratio = Math.round((row.rps / ceiling.rps) * 1000) / 1000;
-      rows.push({ path: `ceiling ${bytes} B (${label})`, concurrency: c, ...ceiling });
-    }
-    await trivial?.stop();
+  const run: Run = {
+    platform,
+    api,
+    seeded,
+    bearer: { Authorization: `Bearer ${seeded.token}` },
+    rows: [],
+    results,
   };
-  await load('GET /api/messages', { url: `${platform.lb}/api/messages` }, { ceiling: true });
-  await load(
+
+  await measureHttpPaths(run);
+  await measureSignIn(run);
+  for (const [name, pid] of await platform.instancePids()) {
+    memory[name] = { ...memory[name], afterLoadMb: rssMb(pid) };
+  }
+  await waitSettled(api);
+  results.live = await measureLivePaths(run);
+  await measureGrowthStep(run);
+  await measureScaleOut(run);
+
+  results.load = run.rows;
+  results.memory = memory;
+  report(results);
+}
+
+/**
+ * One path at every concurrency, each run followed (with `ceiling`) by the same load on a trivial
+ * server answering as many bytes behind the same HAProxy, so that both see the same machine: on a
+ * shared 2-core host, conditions drift within minutes.
+ */
+async function loadPath(
+  run: Run,
+  label: string,
+  spec: LoadSpec,
+  opts: { minSeconds?: number; ceiling?: boolean } = {},
+): Promise<void> {
+  const { platform, api, rows } = run;
+  const duration = Math.max(seconds, opts.minSeconds ?? 0);
+  let trivial: Awaited<ReturnType<typeof startTrivialServer>> | undefined;
+  let bytes = 0;
+  for (const c of concurrencies) {
+    await waitSettled(api);
+    step(`${label} at concurrency ${c} for ${duration} s`);
+    const r = await runLoad({ ...spec, connections: c, durationSeconds: duration });
+    const row: Row = { path: label, concurrency: c, ...r };
+    rows.push(row);
+    if (!opts.ceiling || !platform.etcd) continue;
+    if (!trivial) {
+      bytes = r.bytesPerResponse;
+      trivial = await startTrivialServer(platform.etcd, bytes, platform.lb);
+    }
+    step(`ceiling for ${label}: ${bytes}-byte trivial server at concurrency ${c}`);
+    const ceiling = await runLoad({
+      url: platform.lb + trivial.path,
+      connections: c,
+      durationSeconds: duration,
+    });
+    row.ceilingRps = ceiling.rps;
+    row.ratio = Math.round((row.rps / ceiling.rps) * 1000) / 1000;
+    rows.push({ path: `ceiling ${bytes} B (${label})`, concurrency: c, ...ceiling });
+  }
+  await trivial?.stop();
+}
+
+/** The read and write paths of messages and users, each against its trivial-server ceiling. */
+async function measureHttpPaths(run: Run): Promise<void> {
+  const { lb } = run.platform;
+  await loadPath(run, 'GET /api/messages', { url: `${lb}/api/messages` }, { ceiling: true });
+  await loadPath(
+    run,
     'GET /api/messages (token)',
-    { url: `${platform.lb}/api/messages`, headers: bearer },
+    { url: `${lb}/api/messages`, headers: run.bearer },
     { ceiling: true },
   );
-  await load(
+  await loadPath(
+    run,
     'POST /api/messages',
     {
-      url: `${platform.lb}/api/messages`,
+      url: `${lb}/api/messages`,
       method: 'POST',
-      headers: bearer,
+      headers: run.bearer,
       body: JSON.stringify({ source: 'load *test* message' }),
     },
     { ceiling: true },
   );
-  await load('GET /api/users', { url: `${platform.lb}/api/users` }, { ceiling: true });
+  await loadPath(run, 'GET /api/users', { url: `${lb}/api/users` }, { ceiling: true });
+}
+
+/** POST /api/tokens against raw bcrypt on all cores at the cost the users service hashes with. */
+async function measureSignIn(run: Run): Promise<void> {
+  const { platform, api, seeded } = run;
   // Raw bcrypt before the sign-in load, not after: users is still draining that load's queue for
   // seconds after the load generator stops, and would compete with the measurement.
   await waitSettled(api);
   const cost = await bcryptCost(platform);
   step(`ceiling for POST /api/tokens: raw bcrypt at cost ${cost} on all cores`);
   const bcrypt = await bcryptCeiling(cost, smoke ? 2 : 10);
-  // Sign-ins rotate over the seeded users, as many people signing in would (one nickname's
-  // attempts in flight are throttled, to slow guessing). bcrypt makes each take a sizeable share
-  // of a core: a run shorter than 8 s would end before a queue of 128 is answered.
+  // Sign-ins rotate over users of their own, as many people signing in would: twice as many as the
+  // most sign-ins in flight, because the login throttle counts a nickname's attempts in flight
+  // (parallel guesses must not all pass), and 128 at once over the 50 seeded users, with the 503s
+  // retried while users drains its bcrypt queue, left some nicknames with more than the free ones
+  // in flight (429). bcrypt makes each take a sizeable share of a core: a run shorter than 8 s
+  // would end before a queue of 128 is answered.
+  step(`sign-in users: registering ${2 * MAX_SIGN_IN_CONCURRENCY} of their own`);
+  const signers = await seedUsers(api, 2 * MAX_SIGN_IN_CONCURRENCY, seeded.password);
+  await waitSettled(api);
   let next = 0;
-  await load(
+  await loadPath(
+    run,
     'POST /api/tokens',
     {
       url: `${platform.lb}/api/tokens`,
       method: 'POST',
       headersFor: () => {
-        const nickname = seeded.nicknames[next++ % seeded.nicknames.length] as string;
+        const nickname = signers[next++ % signers.length] as string;
         const basic = Buffer.from(`${nickname}:${seeded.password}`).toString('base64');
         return { Authorization: `Basic ${basic}` };
       },
     },
     { minSeconds: 8 },
   );
-  for (const row of rows.filter((x) => x.path === 'POST /api/tokens')) {
+  for (const row of run.rows.filter((x) => x.path === 'POST /api/tokens')) {
     row.ceilingRps = bcrypt.hashesPerSecond;
     row.ratio = Math.round((row.rps / bcrypt.hashesPerSecond) * 1000) / 1000;
   }
-  results.bcrypt = { cost, ...bcrypt };
+  run.results.bcrypt = { cost, ...bcrypt };
+}
 
-  for (const [name, pid] of await platform.instancePids()) {
-    memory[name] = { ...memory[name], afterLoadMb: rssMb(pid) };
-  }
-
-  await waitSettled(api);
+/** Revocation everywhere, registration to first routed request, post_message to updated_model. */
+async function measureLivePaths(
+  run: Run,
+): Promise<Record<string, Spread | Array<Spread & { clients: number }>>> {
+  const { platform, api, seeded } = run;
   step('live paths: revocation everywhere');
   const live: Record<string, Spread | Array<Spread & { clients: number }>> = {};
   live.revocation = await measureRevocation(api, seeded.nickname, seeded.password, smoke ? 3 : 20);
@@ -175,40 +232,41 @@ async function benchmark(platform: Platform): Promise<void> {
     fanout.push(await measureFanout(platform.lb, seeded.token, clients, smoke ? 5 : 30));
   }
   live.fanout = fanout;
+  return live;
+}
 
-  const messagesDb = platform.databaseUrl('messages');
-  if (messagesDb) {
-    const growthSizes = smoke ? [1000] : args.big ? [1000, 100000, 1000000] : [1000, 100000];
-    step(`growth: GET /api/messages?updated_since with ${growthSizes.join(', ')} stored messages`);
-    results.growth = await measureGrowth(api, messagesDb, growthSizes, smoke ? 20 : 200);
-  }
+/** GET /api/messages?updated_since as the messages table grows (with MariaDB only). */
+async function measureGrowthStep(run: Run): Promise<void> {
+  const messagesDb = run.platform.databaseUrl('messages');
+  if (!messagesDb) return;
+  const growthSizes = smoke ? [1000] : args.big ? [1000, 100000, 1000000] : [1000, 100000];
+  step(`growth: GET /api/messages?updated_since with ${growthSizes.join(', ')} stored messages`);
+  run.results.growth = await measureGrowth(run.api, messagesDb, growthSizes, smoke ? 20 : 200);
+}
 
-  if (platform.home) {
-    step('scale-out: POST /api/messages with 1, then 2 messages instances');
-    const post = {
-      url: `${platform.lb}/api/messages`,
-      method: 'POST' as const,
-      headers: bearer,
-      body: JSON.stringify({ source: 'scale-out message' }),
-      connections: 32,
-      durationSeconds: seconds,
-    };
-    await waitSettled(api);
-    const one = await runLoad(post);
-    await platform.mf('mfrun', 'messages', '--count', '1');
-    await waitSettled(api);
-    const two = await runLoad(post);
-    results.scaleOut = {
-      oneInstance: one,
-      twoInstances: two,
-      speedup: Math.round((two.rps / one.rps) * 100) / 100,
-    };
-  }
-
-  results.load = rows;
-  results.live = live;
-  results.memory = memory;
-  report(results);
+/** POST /api/messages with one instance, then two (only on a platform this run brought up). */
+async function measureScaleOut(run: Run): Promise<void> {
+  const { platform, api } = run;
+  if (!platform.home) return;
+  step('scale-out: POST /api/messages with 1, then 2 messages instances');
+  const post = {
+    url: `${platform.lb}/api/messages`,
+    method: 'POST' as const,
+    headers: run.bearer,
+    body: JSON.stringify({ source: 'scale-out message' }),
+    connections: 32,
+    durationSeconds: seconds,
+  };
+  await waitSettled(api);
+  const one = await runLoad(post);
+  await platform.mf('mfrun', 'messages', '--count', '1');
+  await waitSettled(api);
+  const two = await runLoad(post);
+  run.results.scaleOut = {
+    oneInstance: one,
+    twoInstances: two,
+    speedup: Math.round((two.rps / one.rps) * 100) / 100,
+  };
 }
 
 async function bcryptCost(platform: Platform): Promise<number> {

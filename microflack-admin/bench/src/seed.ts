@@ -53,10 +53,14 @@ export interface Seeded {
   nicknames: string[];
 }
 
-export async function seed(api: Api, users: number, messages: number): Promise<Seeded> {
-  const run = Date.now().toString(36);
-  const password = 'bench-password-1';
-  const nicknames = Array.from({ length: users }, (_, i) => `bench${run}u${i}`);
+/** Registers `users` accounts with one password, 10 at a time; their nicknames. */
+export async function seedUsers(
+  api: Api,
+  users: number,
+  password: string,
+  prefix = `bench${Date.now().toString(36)}u`,
+): Promise<string[]> {
+  const nicknames = Array.from({ length: users }, (_, i) => `${prefix}${i}`);
   for (let i = 0; i < nicknames.length; i += 10) {
     await Promise.all(
       nicknames
@@ -66,6 +70,12 @@ export async function seed(api: Api, users: number, messages: number): Promise<S
         ),
     );
   }
+  return nicknames;
+}
+
+export async function seed(api: Api, users: number, messages: number): Promise<Seeded> {
+  const password = 'bench-password-1';
+  const nicknames = await seedUsers(api, users, password);
   const nickname = nicknames[0] as string;
   const token = await api.token(nickname, password);
   const auth = { Authorization: `Bearer ${token}` };

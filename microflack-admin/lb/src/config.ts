@@ -5,8 +5,8 @@ import { fileURLToPath } from 'node:url';
 import { loadConfig, type Env } from '@microflack/common';
 import { z } from 'zod';
 
-// Packaged next to the sources: dist/lb/src/config.js -> lb/haproxy.cfg.tmpl.
-const DEFAULT_TEMPLATE = fileURLToPath(new URL('../../../lb/haproxy.cfg.tmpl', import.meta.url));
+// Packaged next to the sources: lb/dist/config.js (or lb/src/config.ts) -> lb/haproxy.cfg.tmpl.
+const DEFAULT_TEMPLATE = fileURLToPath(new URL('../haproxy.cfg.tmpl', import.meta.url));
 // It goes into `stats auth admin:<password>`: one token, no separators.
 const STATS_PASSWORD = /^[A-Za-z0-9._~+/=-]{8,128}$/;
 

@@ -3,6 +3,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import { logger, RETRY_POLICIES, retryDelays } from '@microflack/common';
+import { serverRows } from './stats-csv.js';
 import type { LbConfig } from './config.js';
 
 const log = logger.child({ module: 'haproxy' });
@@ -227,19 +228,10 @@ export class Haproxy {
     } catch {
       return undefined;
     }
-    const lines = csv.split('\n');
-    const header = (lines[0] ?? '').replace(/^# /, '').split(',');
-    const px = header.indexOf('pxname');
-    const sv = header.indexOf('svname');
-    const st = header.indexOf('status');
-    if (px < 0 || sv < 0 || st < 0) return undefined;
+    const header = (csv.split('\n', 1)[0] ?? '').replace(/^# /, '').split(',');
+    if (!['pxname', 'svname', 'status'].every((c) => header.includes(c))) return undefined;
     const out = new Map<string, string>();
-    for (const line of lines.slice(1)) {
-      const f = line.split(',');
-      const server = f[sv];
-      if (!server || server === 'FRONTEND' || server === 'BACKEND') continue;
-      out.set(`${f[px]}/${server}`, f[st] ?? '');
-    }
+    for (const r of serverRows(csv)) out.set(`${r.pxname}/${r.svname}`, r.status ?? '');
     return out;
   }
 

@@ -1,4 +1,4 @@
-// The load-balancer configurator process: `node dist/lb/src/main.js`, configured by the environment.
+// The load-balancer configurator process: `node microflack-admin/lb/dist/main.js`, configured by the environment.
 import { logger, setLogIdentity } from '@microflack/common';
 import { loadLbConfig } from './config.js';
 import { Configurator } from './configurator.js';

@@ -2,9 +2,10 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { createEtcd, register, type Etcd3 } from '@microflack/common';
-import { startEtcd, type EtcdServer } from '@microflack/common/testing';
-import { startTestLoadBalancer, type TestLoadBalancer } from '../src/testing.js';
-import { Load, startBackend, waitRouted, type Backend } from './helpers.js';
+import { startEtcd, type EtcdServer } from '@microflack/testkit';
+import { startTestLoadBalancer, type TestLoadBalancer } from '@microflack/testkit/load-balancer';
+import { Load } from '@microflack/testkit/load';
+import { startBackend, waitRouted, type Backend } from '@microflack/testkit/http-backends';
 
 describe('load balancer during an etcd outage', () => {
   let etcdServer: EtcdServer;

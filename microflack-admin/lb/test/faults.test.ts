@@ -5,9 +5,10 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { createEtcd, register, type Etcd3 } from '@microflack/common';
-import { startEtcd, tempDir, waitFor, type EtcdServer } from '@microflack/common/testing';
-import { startTestLoadBalancer, type TestLoadBalancer } from '../src/testing.js';
-import { get, Load, startBackend, waitRouted, type Backend } from './helpers.js';
+import { startEtcd, tempDir, waitFor, type EtcdServer } from '@microflack/testkit';
+import { startTestLoadBalancer, type TestLoadBalancer } from '@microflack/testkit/load-balancer';
+import { get, startBackend, waitRouted, type Backend } from '@microflack/testkit/http-backends';
+import { Load } from '@microflack/testkit/load';
 
 const TEMPLATE = path.join(path.dirname(fileURLToPath(import.meta.url)), '../haproxy.cfg.tmpl');
 

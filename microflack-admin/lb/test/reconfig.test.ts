@@ -2,17 +2,16 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { createEtcd, register, type Etcd3 } from '@microflack/common';
-import { startEtcd, waitFor, type EtcdServer } from '@microflack/common/testing';
-import { startTestLoadBalancer, type TestLoadBalancer } from '../src/testing.js';
+import { startEtcd, waitFor, type EtcdServer } from '@microflack/testkit';
+import { startTestLoadBalancer, type TestLoadBalancer } from '@microflack/testkit/load-balancer';
+import { Load, percentile } from '@microflack/testkit/load';
 import {
-  Load,
-  percentile,
   spawnBackend,
   startBackend,
   waitRouted,
   type Backend,
   type BackendProcess,
-} from './helpers.js';
+} from '@microflack/testkit/http-backends';
 
 const RATE = 220;
 const CYCLES = 20;
@@ -57,7 +56,10 @@ describe('load balancer under reconfiguration', () => {
     const load = new Load(`${lb.url}/api/load/item`, RATE).start();
     const toRouted: number[] = [];
     for (let i = 0; i < CYCLES; i++) {
-      const p = await spawnBackend(etcdServer.url, 'load', `dyn-${i}`, '/api/load');
+      const p = await spawnBackend(etcdServer.url, 'load', {
+        instance: `dyn-${i}`,
+        location: '/api/load',
+      });
       spawned.push(p);
       await waitFor(`dyn-${i} routed`, () => load.firstSeen.has(p.instance), 15000, 5);
       toRouted.push(load.firstSeen.get(p.instance)! - p.registeredAt);

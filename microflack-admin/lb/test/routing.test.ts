@@ -2,9 +2,9 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { createEtcd, register, type Etcd3 } from '@microflack/common';
-import { basic, startEtcd, waitFor, type EtcdServer } from '@microflack/common/testing';
-import { startTestLoadBalancer, type TestLoadBalancer } from '../src/testing.js';
-import { get, startBackend, waitRouted, type Backend } from './helpers.js';
+import { basic, startEtcd, waitFor, type EtcdServer } from '@microflack/testkit';
+import { startTestLoadBalancer, type TestLoadBalancer } from '@microflack/testkit/load-balancer';
+import { get, startBackend, waitRouted, type Backend } from '@microflack/testkit/http-backends';
 
 describe('load balancer routing', () => {
   let etcdServer: EtcdServer;

@@ -3,11 +3,11 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { createEtcd, register, type Etcd3 } from '@microflack/common';
-import { startEtcd, waitFor, type EtcdServer } from '@microflack/common/testing';
+import { startEtcd, waitFor, type EtcdServer } from '@microflack/testkit';
 import { buildModel, parseUpstream } from '../src/services.js';
 import { renderTemplate, TemplateError } from '../src/template.js';
-import { startTestLoadBalancer, type TestLoadBalancer } from '../src/testing.js';
-import { get, startBackend, waitRouted, type Backend } from './helpers.js';
+import { startTestLoadBalancer, type TestLoadBalancer } from '@microflack/testkit/load-balancer';
+import { get, startBackend, waitRouted, type Backend } from '@microflack/testkit/http-backends';
 
 const HOSTILE: Array<[string, string]> = [
   ['/services/bad name/upstream/i1', '127.0.0.1:1'],

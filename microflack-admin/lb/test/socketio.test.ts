@@ -6,9 +6,9 @@ import { after, before, describe, it } from 'node:test';
 import { Server } from 'socket.io';
 import { io, type Socket } from 'socket.io-client';
 import { createEtcd, register, type Etcd3 } from '@microflack/common';
-import { startEtcd, waitFor, type EtcdServer } from '@microflack/common/testing';
-import { startTestLoadBalancer, type TestLoadBalancer } from '../src/testing.js';
-import { get } from './helpers.js';
+import { startEtcd, waitFor, type EtcdServer } from '@microflack/testkit';
+import { startTestLoadBalancer, type TestLoadBalancer } from '@microflack/testkit/load-balancer';
+import { get } from '@microflack/testkit/http-backends';
 
 interface SioInstance {
   name: string;

@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { run, type Result } from '../../test/support/run-script.js';
-import { freePort, tempDir, waitFor } from '@microflack/common/testing';
+import { freePort, tempDir, waitFor } from '@microflack/testkit';
 import {
   createLogin,
   formatReport,
@@ -14,8 +14,8 @@ import {
   type DeliveryReport,
   type LoadReport,
   type Login,
-} from './support/load.js';
-import { serverStats } from './support/stats.js';
+} from '@microflack/testkit/load';
+import { serverStats } from '@microflack/testkit/stats';
 
 const SERVICES = ['users', 'tokens', 'messages', 'socketio', 'ui'];
 // The figures; MF_CHAOS_SECONDS shortens the run while working on it.

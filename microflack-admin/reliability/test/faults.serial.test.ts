@@ -7,8 +7,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { Etcd3 } from 'etcd3';
-import { waitFor } from '@microflack/common/testing';
-import { startPlatform, type Platform } from '../../../microflack-ui/test/support/platform.js';
+import { waitFor } from '@microflack/testkit';
+import { startPlatform, type Platform } from '@microflack/testkit/platform';
 import {
   createLogin,
   formatReport,
@@ -16,8 +16,8 @@ import {
   type DeliveryReport,
   type Login,
   type LoadReport,
-} from './support/load.js';
-import { instanceName, isServerOf, serverStats, statsOf } from './support/stats.js';
+} from '@microflack/testkit/load';
+import { instanceName, isServerOf, serverStats, statsOf } from '@microflack/testkit/stats';
 
 const RATE_PER_SECOND = 40;
 const STATS_PASSWORD = 'reliability-stats';

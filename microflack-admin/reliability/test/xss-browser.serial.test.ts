@@ -6,11 +6,11 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import type { Browser, Page } from 'playwright-core';
-import { waitFor } from '@microflack/common/testing';
-import { XSS_PAYLOADS } from '../../../microflack-messages/test/xss-corpus.js';
-import { startPlatform, type Platform } from '../../../microflack-ui/test/support/platform.js';
-import { launchChromium } from '../../../microflack-ui/test/support/browser.js';
-import { createLogin, type Login } from './support/load.js';
+import { waitFor } from '@microflack/testkit';
+import { XSS_PAYLOADS } from '@microflack/testkit/xss-corpus';
+import { startPlatform, type Platform } from '@microflack/testkit/platform';
+import { launchChromium } from '@microflack/testkit/browser';
+import { createLogin, type Login } from '@microflack/testkit/load';
 
 // Links keep their shape but point at loopback, which the previewer refuses without fetching: the
 // test never sends the messages service to the Internet.

@@ -1,10 +1,17 @@
-// Test helpers: private backing servers shared by a test run, configs, tokens and auth headers.
+// MicroFlack's test kit: private backing servers shared by a test run, processes, configs, tokens
+// and auth headers. More in its subpaths: @microflack/testkit/platform, /load-balancer, /load, ...
 import { randomBytes } from 'node:crypto';
 import mysql from 'mysql2/promise';
 import jwt from 'jsonwebtoken';
-import { parseConfig, type BaseConfig, type Env } from '../config.js';
-import { connectPlatform, type Platform } from '../platform.js';
+import {
+  connectPlatform,
+  parseConfig,
+  type BaseConfig,
+  type Env,
+  type Platform,
+} from '@microflack/common';
 import { startEtcd, startMariadb, startRedis, tempDir } from './processes.js';
+import { startServiceProcess, type ServiceProcess } from './service-process.js';
 
 export * from './processes.js';
 export * from './service-process.js';
@@ -41,6 +48,29 @@ export async function createTestDatabase(prefix = 'mf'): Promise<string> {
     await conn.end();
   }
   return `${mariadb}/${name}`;
+}
+
+/**
+ * A built service (`node <packageDir>/dist/main.js`) on the shared Redis and etcd (or `etcd`, one
+ * of the test's own, so that live settings written there reach no other test file's services),
+ * with the test secret, an unreachable LB, no shutdown grace, and a fresh MariaDB database named
+ * after `database` when given; `env` adds to or overrides all that.
+ */
+export async function startBuiltService(
+  packageDir: string,
+  opts: { etcd?: string; database?: string; env?: NodeJS.ProcessEnv } = {},
+): Promise<ServiceProcess> {
+  const backends = await sharedBackends();
+  return startServiceProcess(packageDir, {
+    ETCD: opts.etcd ?? backends.etcd,
+    REDIS: backends.redis,
+    ...(opts.database ? { DATABASE_URL: await createTestDatabase(opts.database) } : {}),
+    JWT_SECRET_KEY: TEST_JWT_SECRET_KEY,
+    LB: 'http://127.0.0.1:9',
+    SHUTDOWN_GRACE_MS: '0',
+    LOG_LEVEL: 'info',
+    ...opts.env,
+  });
 }
 
 export interface TestStack {

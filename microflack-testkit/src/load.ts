@@ -1,4 +1,4 @@
-// Continuous mixed load through the load balancer, as well-behaved clients make it, with every
+// The load generators for tests. LoadGenerator: continuous mixed chat load through the load balancer, as well-behaved clients make it, with every
 // failure counted and every acknowledged message followed to the database and to the sockets.
 //
 // Retry rules (what a careful client does, and what the figures "after retries" include):
@@ -9,7 +9,9 @@
 //   A reset, a timeout or a 502 after a POST is a failure: the message may or may not exist.
 // Every failed attempt counts as a raw failure; a request fails after retries when its last
 // attempt failed.
+import http from 'node:http';
 import { io, type Socket } from 'socket.io-client';
+import { waitFor } from './processes.js';
 
 export const MAX_TRIES = 5;
 const BACKOFF_BASE_MS = 100;
@@ -479,4 +481,101 @@ export async function createLogin(url: string, nickname: string): Promise<Login>
   });
   if (tok.status !== 200) throw new Error(`token for ${nickname}: ${JSON.stringify(tok)}`);
   return { nickname, password, token: tok.body.token as string };
+}
+
+// Load: steady GETs against one URL (a backend answering {"instance": name}, as load-balancer
+// tests start them), counting each answer per instance and every failure.
+
+export interface Failure {
+  at: number;
+  error: string;
+}
+
+/** Steady GET traffic through one keep-alive agent, like a busy client; counts every outcome. */
+export class Load {
+  ok = 0;
+  failures: Failure[] = [];
+  readonly firstSeen = new Map<string, number>();
+  readonly seen = new Map<string, number>();
+  private sent = 0;
+  private started = 0;
+  private stoppedAt = 0;
+  private timer: NodeJS.Timeout | undefined;
+  private inFlight = 0;
+  private readonly agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
+
+  constructor(
+    private readonly url: string,
+    private readonly ratePerSecond: number,
+  ) {}
+
+  start(): this {
+    this.started = Date.now();
+    this.timer = setInterval(() => {
+      const due = Math.floor(((Date.now() - this.started) * this.ratePerSecond) / 1000);
+      while (this.sent < due) {
+        this.sent++;
+        this.one();
+      }
+    }, 5);
+    return this;
+  }
+
+  private one(): void {
+    this.inFlight++;
+    const at = Date.now();
+    const fail = (error: string) => {
+      this.failures.push({ at, error });
+    };
+    const req = http.get(this.url, { agent: this.agent, timeout: 10000 }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (d) => (body += d));
+      res.on('end', () => {
+        this.inFlight--;
+        if (res.statusCode !== 200) return fail(`status ${res.statusCode}: ${body.slice(0, 100)}`);
+        this.ok++;
+        const instance = (JSON.parse(body) as { instance: string }).instance;
+        if (!this.firstSeen.has(instance)) this.firstSeen.set(instance, Date.now());
+        this.seen.set(instance, (this.seen.get(instance) ?? 0) + 1);
+      });
+      res.on('error', (err) => {
+        this.inFlight--;
+        fail(err.message);
+      });
+    });
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.on('error', (err) => {
+      this.inFlight--;
+      fail(`${(err as NodeJS.ErrnoException).code ?? ''} ${err.message}`);
+    });
+  }
+
+  /** Stops sending, waits for the answers still due. */
+  async stop(): Promise<{
+    total: number;
+    ok: number;
+    failed: number;
+    seconds: number;
+    rate: number;
+  }> {
+    clearInterval(this.timer);
+    this.stoppedAt = Date.now();
+    await waitFor('requests in flight', () => this.inFlight <= 0, 15000);
+    this.agent.destroy();
+    const seconds = (this.stoppedAt - this.started) / 1000;
+    return {
+      total: this.sent,
+      ok: this.ok,
+      failed: this.failures.length,
+      seconds,
+      rate: this.sent / seconds,
+    };
+  }
+}
+
+/** The p-th percentile (0-100) of the values, NaN when there are none. */
+export function percentile(values: number[], p: number): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
 }

@@ -1,7 +1,6 @@
 // What an express 5 app mounts: its router stack walked, mounted routers followed.
 import type { Express } from 'express';
-import { RESPONSE_CHECK } from '../api/check.js';
-import { openApiPath } from '../api/operations.js';
+import { openApiPath, RESPONSE_CHECK } from '@microflack/common/api';
 
 export interface MountedRoute {
   method: string;

@@ -1,8 +1,8 @@
-// For tests anywhere in the repository: a real load balancer (configurator + HAProxy) on a free port.
+// For tests of any package: a real load balancer (configurator + HAProxy) on a free port.
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { freePort, Proc, tempDir, WaitAbort, waitFor } from '@microflack/common/testing';
+import { freePort, Proc, tempDir, WaitAbort, waitFor } from './processes.js';
 
 export interface TestLoadBalancerOptions {
   etcd: string;
@@ -30,18 +30,12 @@ export interface TestLoadBalancer {
   stop(): Promise<void>;
 }
 
-// The package root holds dist/lb/src/main.js, whether this file runs from src (tsx) or from dist.
-function packageRoot(): string {
-  let dir = path.dirname(fileURLToPath(import.meta.url));
-  while (
-    !fs.existsSync(path.join(dir, 'package.json')) ||
-    !fs.readFileSync(path.join(dir, 'package.json'), 'utf8').includes('"@microflack/admin"')
-  ) {
-    const up = path.dirname(dir);
-    if (up === dir) throw new Error('microflack-admin package not found');
-    dir = up;
-  }
-  return dir;
+// The configurator as operators run it: the LB package's built main (microflack-admin/lb/dist/main.js).
+function lbMain(): string {
+  return path.join(
+    path.dirname(fileURLToPath(import.meta.resolve('@microflack/lb/package.json'))),
+    'dist/main.js',
+  );
 }
 
 const haproxyPids = new Map<number, string>();
@@ -66,12 +60,13 @@ function ours(pid: number, dir: string): boolean {
   }
 }
 
-/** Starts the configurator (`node dist/lb/src/main.js`) with its own HAProxy; resolves once HAProxy answers. */
+/** Starts the configurator (`node microflack-admin/lb/dist/main.js`) with its own HAProxy; resolves once HAProxy answers. */
 export async function startTestLoadBalancer(
   opts: TestLoadBalancerOptions,
 ): Promise<TestLoadBalancer> {
-  const main = path.join(packageRoot(), 'dist/lb/src/main.js');
-  if (!fs.existsSync(main)) throw new Error(`${main} is missing: run npx tsc -b microflack-admin`);
+  const main = lbMain();
+  if (!fs.existsSync(main))
+    throw new Error(`${main} is missing: run npx tsc -b microflack-admin/lb`);
   const port = await freePort();
   const dir = tempDir('lb');
   const pidFile = path.join(dir, 'haproxy.pid');

@@ -1,4 +1,7 @@
-// HAProxy's view of the instances, from its stats CSV (what operators see at /stats).
+// HAProxy's view of the instances, from its stats CSV (what operators see at /stats), parsed by
+// the LB's own parser.
+import { serverRows } from '@microflack/lb/stats-csv';
+import { basic } from './index.js';
 
 export interface ServerStats {
   backend: string;
@@ -12,24 +15,18 @@ export interface ServerStats {
 
 export async function serverStats(lbUrl: string, password: string): Promise<ServerStats[]> {
   const res = await fetch(`${lbUrl}/stats;csv`, {
-    headers: { authorization: `Basic ${Buffer.from(`admin:${password}`).toString('base64')}` },
+    headers: basic('admin', password),
     signal: AbortSignal.timeout(3000),
   });
   if (res.status !== 200) throw new Error(`stats: ${res.status}`);
-  const [head, ...rows] = (await res.text()).trim().split('\n');
-  const cols = (head ?? '').replace(/^# /, '').split(',');
-  const col = (row: string[], name: string) => row[cols.indexOf(name)] ?? '';
-  return rows
-    .map((line) => line.split(','))
-    .filter((r) => r[1] !== 'FRONTEND' && r[1] !== 'BACKEND')
-    .map((r) => ({
-      backend: col(r, 'pxname'),
-      name: col(r, 'svname'),
-      addr: col(r, 'addr'),
-      status: col(r, 'status'),
-      scur: Number(col(r, 'scur')),
-      stot: Number(col(r, 'stot')),
-    }));
+  return serverRows(await res.text()).map((r) => ({
+    backend: r.pxname ?? '',
+    name: r.svname ?? '',
+    addr: r.addr ?? '',
+    status: r.status ?? '',
+    scur: Number(r.scur),
+    stot: Number(r.stot),
+  }));
 }
 
 /** The instance name a service process runs as, from its log (HAProxy names servers after it). */

@@ -513,6 +513,22 @@ export async function fuzzEndpoint(
   return figures;
 }
 
+/**
+ * Fuzzes one endpoint as fuzzEndpoint does, prints its figures, and asserts that every case ran and
+ * that none was answered 5xx.
+ */
+export async function fuzzEndpointClean(
+  send: Parameters<typeof fuzzEndpoint>[0],
+  spec: EndpointSpec,
+  o: FuzzOptions,
+): Promise<FuzzFigures> {
+  const f = await fuzzEndpoint(send, spec, o);
+  console.log(report(spec, f));
+  assert.equal(f.cases, o.numRuns);
+  assert.equal(f.status5xx, 0);
+  return f;
+}
+
 export function report(spec: EndpointSpec, f: FuzzFigures): string {
   const statuses = Object.entries(f.byStatus)
     .map(([s, n]) => `${s}:${n}`)

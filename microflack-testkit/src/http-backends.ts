@@ -1,11 +1,12 @@
-// Test helpers for the load balancer: tiny backends (in-process and as processes) and a load generator.
+// Backends for load-balancer tests: tiny HTTP servers (in-process and as processes), and plain GETs
+// through the LB.
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Etcd3 } from 'etcd3';
 import { upstreamKey } from '@microflack/common';
-import { Proc, tempDir, WaitAbort, waitFor } from '@microflack/common/testing';
+import { Proc, tempDir, WaitAbort, waitFor } from './processes.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 
@@ -66,18 +67,30 @@ export interface BackendProcess {
   registeredAt: number;
 }
 
-/** A runService instance in its own process (so it can be killed with -9). */
+export interface SpawnOptions {
+  /** INSTANCE_NAME; by default the one runService makes up (read from its log). */
+  instance?: string;
+  /** The URL prefix it registers (default /fixture). */
+  location?: string;
+  /** More environment, e.g. SHUTDOWN_GRACE_MS (default 2000). */
+  env?: NodeJS.ProcessEnv;
+}
+
+/**
+ * A runService instance in its own process (so it can be killed with -9): it registers `service`
+ * in etcd, answers {"instance", "path"} on every path, and GET /slow?ms=N after N ms.
+ */
 export async function spawnBackend(
   etcd: string,
   service: string,
-  instance: string,
-  location: string,
+  opts: SpawnOptions = {},
 ): Promise<BackendProcess> {
+  const label = opts.instance ?? service;
   const proc = new Proc(
-    instance,
+    label,
     process.execPath,
-    ['--import', import.meta.resolve('tsx'), path.join(here, 'fixtures/backend.ts')],
-    tempDir('lb-backend'),
+    [path.join(here, 'fixtures/backend.js')],
+    tempDir('backend'),
     {
       PATH: process.env.PATH,
       HOME: process.env.HOME,
@@ -85,20 +98,26 @@ export async function spawnBackend(
       LOG_LEVEL: 'info',
       ETCD: etcd,
       SERVICE_NAME: service,
-      INSTANCE_NAME: instance,
-      LOCATION: location,
+      ...(opts.instance ? { INSTANCE_NAME: opts.instance } : {}),
+      ...(opts.location ? { LOCATION: opts.location } : {}),
       SHUTDOWN_GRACE_MS: '2000',
+      ...opts.env,
     },
   );
   let address = '';
+  let instance = '';
   let registeredAt = 0;
   await waitFor(
-    `${instance} to register`,
+    `${label} to register`,
     () => {
-      if (!proc.running) throw new WaitAbort(`${instance} exited:\n${proc.log()}`);
+      if (!proc.running) throw new WaitAbort(`${label} exited:\n${proc.log()}`);
       for (const line of proc.log().split('\n')) {
         if (line.includes('"listening"')) address = JSON.parse(line).address;
-        if (line.includes('"registered"')) registeredAt = Date.parse(JSON.parse(line).time);
+        if (line.includes('"registered"')) {
+          const registered = JSON.parse(line) as { instance: string; time: string };
+          instance = registered.instance;
+          registeredAt = Date.parse(registered.time);
+        }
       }
       return address !== '' && registeredAt > 0;
     },
@@ -106,94 +125,6 @@ export async function spawnBackend(
     10,
   );
   return { proc, instance, address, registeredAt };
-}
-
-export interface Failure {
-  at: number;
-  error: string;
-}
-
-/** Steady GET traffic through one keep-alive agent, like a busy client; counts every outcome. */
-export class Load {
-  ok = 0;
-  failures: Failure[] = [];
-  readonly firstSeen = new Map<string, number>();
-  readonly seen = new Map<string, number>();
-  private sent = 0;
-  private started = 0;
-  private stoppedAt = 0;
-  private timer: NodeJS.Timeout | undefined;
-  private inFlight = 0;
-  private readonly agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
-
-  constructor(
-    private readonly url: string,
-    private readonly ratePerSecond: number,
-  ) {}
-
-  start(): this {
-    this.started = Date.now();
-    this.timer = setInterval(() => {
-      const due = Math.floor(((Date.now() - this.started) * this.ratePerSecond) / 1000);
-      while (this.sent < due) {
-        this.sent++;
-        this.one();
-      }
-    }, 5);
-    return this;
-  }
-
-  private one(): void {
-    this.inFlight++;
-    const at = Date.now();
-    const fail = (error: string) => {
-      this.failures.push({ at, error });
-    };
-    const req = http.get(this.url, { agent: this.agent, timeout: 10000 }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (d) => (body += d));
-      res.on('end', () => {
-        this.inFlight--;
-        if (res.statusCode !== 200) return fail(`status ${res.statusCode}: ${body.slice(0, 100)}`);
-        this.ok++;
-        const instance = (JSON.parse(body) as { instance: string }).instance;
-        if (!this.firstSeen.has(instance)) this.firstSeen.set(instance, Date.now());
-        this.seen.set(instance, (this.seen.get(instance) ?? 0) + 1);
-      });
-      res.on('error', (err) => {
-        this.inFlight--;
-        fail(err.message);
-      });
-    });
-    req.on('timeout', () => req.destroy(new Error('timeout')));
-    req.on('error', (err) => {
-      this.inFlight--;
-      fail(`${(err as NodeJS.ErrnoException).code ?? ''} ${err.message}`);
-    });
-  }
-
-  /** Stops sending, waits for the answers still due. */
-  async stop(): Promise<{
-    total: number;
-    ok: number;
-    failed: number;
-    seconds: number;
-    rate: number;
-  }> {
-    clearInterval(this.timer);
-    this.stoppedAt = Date.now();
-    await waitFor('requests in flight', () => this.inFlight <= 0, 15000);
-    this.agent.destroy();
-    const seconds = (this.stoppedAt - this.started) / 1000;
-    return {
-      total: this.sent,
-      ok: this.ok,
-      failed: this.failures.length,
-      seconds,
-      rate: this.sent / seconds,
-    };
-  }
 }
 
 /**
@@ -240,9 +171,4 @@ export function waitRouted(url: string, instance: string, timeoutMs = 10000): Pr
     timeoutMs,
     20,
   );
-}
-
-export function percentile(values: number[], p: number): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
 }

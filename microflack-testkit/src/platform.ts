@@ -5,7 +5,7 @@ import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import mysql from 'mysql2/promise';
-import { startTestLoadBalancer } from '@microflack/admin/lb/testing';
+import { startTestLoadBalancer } from './load-balancer.js';
 import {
   createTestDatabase,
   startEtcd,
@@ -19,9 +19,10 @@ import {
   type MariadbServer,
   type RedisServer,
   type ServiceProcess,
-} from '@microflack/common/testing';
+} from './index.js';
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
+// The repository root, from microflack-testkit/src or microflack-testkit/dist.
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
 export type ServiceName = 'users' | 'tokens' | 'messages' | 'socketio' | 'ui';
 export const ALL_SERVICES: ServiceName[] = ['users', 'tokens', 'messages', 'socketio', 'ui'];
