@@ -521,17 +521,23 @@ export class Load {
     return this;
   }
 
-  private one(): void {
-    this.inFlight++;
+  private one(url = this.url, redirects = 0): void {
+    if (redirects === 0) this.inFlight++;
     const at = Date.now();
     const fail = (error: string) => {
       this.failures.push({ at, error });
     };
-    const req = http.get(this.url, { agent: this.agent, timeout: 10000 }, (res) => {
+    const agent = redirects === 0 ? this.agent : false;
+    const req = http.get(url, { agent, timeout: 10000 }, (res) => {
       let body = '';
       res.setEncoding('utf8');
       res.on('data', (d) => (body += d));
       res.on('end', () => {
+        // An old HAProxy worker sends a request on a connection it holds to the same URL again, as
+        // a browser follows it: once, on a new connection.
+        if (res.statusCode === 307 && res.headers.location && redirects === 0) {
+          return this.one(new URL(res.headers.location, url).href, 1);
+        }
         this.inFlight--;
         if (res.statusCode !== 200) return fail(`status ${res.statusCode}: ${body.slice(0, 100)}`);
         this.ok++;

@@ -1,5 +1,6 @@
 // Routing through the real load balancer: alternation, location and default backends, longest prefix, weight, stats.
 import assert from 'node:assert/strict';
+import http from 'node:http';
 import { after, before, describe, it } from 'node:test';
 import { createEtcd, register, type Etcd3 } from '@microflack/common';
 import { basic, startEtcd, waitFor, type EtcdServer } from '@microflack/testkit';
@@ -175,6 +176,44 @@ describe('load balancer routing', () => {
     assert.equal(metrics.status, 200);
     assert.match(metrics.text, /^# HELP haproxy_/m);
     assert.match(metrics.text, /^haproxy_backend_current_sessions\{proxy="svc_alt"\} \d+$/m);
+  });
+
+  // Issue 12: an old worker (kept alive after a reload by a client's idle keep-alive connection)
+  // answered that connection's next request with its old config: another service's answer.
+  it('never answers from an old config on a connection opened before a reload', async () => {
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    const ask = (url: string, a: http.Agent | false) =>
+      new Promise<{ status: number; location?: string; instance?: string }>((resolve, reject) => {
+        http
+          .get(url, { agent: a, timeout: 5000 }, (res) => {
+            let text = '';
+            res.on('data', (d) => (text += d));
+            res.on('end', () => {
+              let instance: string | undefined;
+              try {
+                instance = (JSON.parse(text) as { instance?: string }).instance;
+              } catch {
+                // not JSON
+              }
+              resolve({ status: res.statusCode ?? 0, location: res.headers.location, instance });
+            });
+          })
+          .on('error', reject);
+      });
+    try {
+      // Before the service exists, the default backend answers its path, on a kept connection.
+      assert.equal((await ask(`${lb.url}/late/x`, agent)).instance, 'root-1');
+      await instance('late', 'late-1', '/late');
+      await waitRouted(`${lb.url}/late/x`, 'late-1');
+      // The kept connection belongs to the worker of the old config: it must not route with it.
+      const again = await ask(`${lb.url}/late/x`, agent);
+      const final =
+        again.status === 307 ? await ask(new URL(again.location!, lb.url).href, false) : again;
+      assert.notEqual(again.instance, 'root-1', 'answered from the old config');
+      assert.equal(final.instance, 'late-1');
+    } finally {
+      agent.destroy();
+    }
   });
 
   it('/stats answers 401 without the password and 200 with it', async () => {
