@@ -41,10 +41,28 @@ export async function startTrivialServer(
     async stop() {
       await reg.deregister();
       etcd.close();
+      // Until HAProxy has reloaded without this backend, a new connection may still be accepted
+      // by the worker that is stopping, which answers 307 (see the LB template): the next
+      // measurement must start on the new worker.
+      await waitUnrouted(lb + path);
       server.closeAllConnections();
       server.close();
     },
   };
+}
+
+/** Until the LB answers `url` with its own 404: the backend is gone from the running config. */
+async function waitUnrouted(url: string, timeoutMs = 30000): Promise<void> {
+  const deadline = performance.now() + timeoutMs;
+  for (;;) {
+    const status = await fetch(url, { signal: AbortSignal.timeout(1000) }).then(
+      async (res) => (await res.arrayBuffer(), res.status),
+      () => 0,
+    );
+    if (status === 404) return;
+    if (performance.now() > deadline) throw new Error(`${url} still routed after ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
 }
 
 export async function waitRouted(url: string, timeoutMs = 30000): Promise<number> {
