@@ -9,9 +9,11 @@ export const usersConfig = {
   SWEEP_LEADER_TTL_SECONDS: z.coerce.number().int().min(2).max(300).default(10),
   BCRYPT_ROUNDS: z.coerce.number().int().min(10).max(15).default(11),
   // The sign-in throttle (see login-throttle.ts): failures allowed before waiting starts, per
-  // nickname and per client address; the first wait, doubled per further failure up to the
-  // ceiling; and how long a key with no failure is remembered.
-  LOGIN_FREE_FAILURES_PER_NICKNAME: z.coerce.number().int().min(0).max(1000).default(5),
+  // nickname and client address together, per nickname (over the addresses that have failed) and
+  // per client address; the first wait, doubled per further failure up to the ceiling; and how
+  // long a key with no failure is remembered.
+  LOGIN_FREE_FAILURES_PER_NICKNAME_ADDRESS: z.coerce.number().int().min(0).max(1000).default(5),
+  LOGIN_FREE_FAILURES_PER_NICKNAME: z.coerce.number().int().min(0).max(1000).default(10),
   LOGIN_FREE_FAILURES_PER_ADDRESS: z.coerce.number().int().min(0).max(100000).default(20),
   LOGIN_BASE_DELAY_MS: z.coerce.number().int().min(1000).max(600000).default(1000),
   LOGIN_MAX_DELAY_MS: z.coerce.number().int().min(1000).max(3600000).default(60000),

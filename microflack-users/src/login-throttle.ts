@@ -1,7 +1,18 @@
-// Slows password guessing on GET /api/users/me (which POST /api/tokens calls): per nickname and per
-// client address, after a few free failures each further one must wait twice as long, up to a
-// ceiling; never a permanent lockout. The counts live in Redis, shared by every users instance
-// (rate-limiter-flexible's RateLimiterRedis), so N instances allow no more guesses than one.
+// Slows password guessing on GET /api/users/me (which POST /api/tokens calls), never a permanent
+// lockout, and never in the hands of a stranger: after a few free failures each further one must
+// wait twice as long, up to a ceiling, counted
+// - per (nickname, client address), tightly: one client guessing one account;
+// - per nickname, more loosely, for the addresses that have been failing: many clients guessing
+//   one account;
+// - per client address, once it has failed: one client guessing many accounts.
+// An address that has not been failing on a nickname (the real user, from home) does not wait for
+// the failures of others on it: once the nickname is over its free failures, such an attempt takes
+// the nickname's "clean lane", one at a time, and is checked. So however long strangers have been
+// guessing, from however many addresses, the real user's correct password goes through; the price
+// for a guesser is one fresh address per guess per nickname (each address's failures on any
+// nickname are counted too), and the guesses from fresh addresses are checked one at a time.
+// The counts live in Redis, shared by every users instance (rate-limiter-flexible's
+// RateLimiterRedis), so N instances allow no more guesses than one.
 //
 // Without Redis, or while it is unreachable, each instance counts in its own memory with the same
 // limits (rate-limiter-flexible's insuranceLimiter): sign-in keeps working and stays throttled, but
@@ -20,8 +31,11 @@ import { counter, createRedis, logger } from '@microflack/common';
 const log = logger.child({ module: 'login-throttle' });
 
 export interface ThrottleOptions {
-  /** Failures allowed before waiting starts. */
+  /** Failures allowed before waiting starts, per nickname and client address together (tight). */
+  freeFailuresPerNicknameAddress: number;
+  /** The same per nickname over the addresses that have failed (looser). */
   freeFailuresPerNickname: number;
+  /** The same per address over every nickname, once the address has failed. */
   freeFailuresPerAddress: number;
   /** The first wait; each further failure doubles it. Whole seconds (rounded up). */
   baseDelayMs: number;
@@ -38,7 +52,8 @@ export interface ThrottleOptions {
 }
 
 export const DEFAULT_THROTTLE: ThrottleOptions = {
-  freeFailuresPerNickname: 5,
+  freeFailuresPerNicknameAddress: 5,
+  freeFailuresPerNickname: 10,
   freeFailuresPerAddress: 20,
   baseDelayMs: 1000,
   maxDelayMs: 60000,
@@ -51,7 +66,7 @@ export const DEFAULT_THROTTLE: ThrottleOptions = {
 export interface LoginAttempt {
   /** The password was wrong (or the nickname unknown). */
   failed(): Promise<void>;
-  /** The password was right: the nickname's count is cleared (the address keeps its count). */
+  /** The password was right: the nickname's counts are cleared (the address keeps its count). */
   succeeded(): Promise<void>;
   /** Neither was found out (the database failed): the attempt counts for nothing. */
   release(): Promise<void>;
@@ -74,7 +89,11 @@ export interface LoginThrottle {
 /** The limits an operator may change on a running instance. */
 export type LiveThrottleLimits = Pick<
   ThrottleOptions,
-  'freeFailuresPerNickname' | 'freeFailuresPerAddress' | 'baseDelayMs' | 'maxDelayMs'
+  | 'freeFailuresPerNicknameAddress'
+  | 'freeFailuresPerNickname'
+  | 'freeFailuresPerAddress'
+  | 'baseDelayMs'
+  | 'maxDelayMs'
 >;
 
 // rate-limiter-flexible's increment script, but a key under its points limit has its expiry
@@ -217,6 +236,15 @@ export function createLoginThrottle(opts: CreateThrottleOptions = {}): LoginThro
     turn: limiter('nt', 1, holdSec),
     failed: limiter('nf', COUNT_POINTS, forgetSec),
   };
+  // The clean lane of a nickname over its free failures: one attempt at a time from an address
+  // that has not been failing on it.
+  const cleanLane = limiter('nc', 1, holdSec);
+  const pair = {
+    free: o.freeFailuresPerNicknameAddress,
+    count: limiter('p', COUNT_POINTS, forgetSec),
+    turn: limiter('pt', 1, holdSec),
+    failed: limiter('pf', COUNT_POINTS, forgetSec),
+  };
   const address = {
     free: o.freeFailuresPerAddress,
     count: limiter('a', COUNT_POINTS, forgetSec),
@@ -243,20 +271,42 @@ export function createLoginThrottle(opts: CreateThrottleOptions = {}): LoginThro
   async function begin(nicknameTyped: string, addressSeen: string): Promise<AttemptOrWait> {
     const nick = keyOf(nicknameTyped);
     const addr = keyOf(addressSeen);
-    const [n, a, af] = await Promise.all([
+    const both = keyOf(`${nicknameTyped}\u0000${addressSeen}`);
+    const [n, a, p, af, pf] = await Promise.all([
       nickname.count.penalty(nick),
       address.count.penalty(addr),
+      pair.count.penalty(both),
       address.failed.get(addr),
+      pair.failed.get(both),
     ]);
     const cn = n.consumedPoints;
     const ca = a.consumedPoints;
+    const cp = p.consumedPoints;
     const addressHasFailed = (af?.consumedPoints ?? 0) > 0;
+    // No failure from this address on this nickname (within forgetAfterMs): its attempt over the
+    // nickname's free ones goes through the clean lane, one at a time, and only one of its own at
+    // a time (so a burst from one fresh address gets no more than one through it).
+    const clean = (pf?.consumedPoints ?? 0) === 0;
+    let heldP = false;
     let heldN = false;
+    let heldC = false;
     let heldA = false;
     let waitMs = 0;
-    if (cn >= nickname.free) {
-      waitMs = await takeTurn(nickname.turn, nick, cn, nickname.free);
-      heldN = waitMs === 0;
+    if (cp >= pair.free) {
+      waitMs = await takeTurn(pair.turn, both, cp, pair.free);
+      heldP = waitMs === 0;
+    }
+    if (waitMs === 0 && cn >= nickname.free) {
+      if (clean && cp > 1) {
+        // Its own address has an attempt on this nickname being checked: wait for that one.
+        waitMs = delayMs(0);
+      } else if (clean) {
+        waitMs = await takeTurn(cleanLane, nick, 1, 0);
+        heldC = waitMs === 0;
+      } else {
+        waitMs = await takeTurn(nickname.turn, nick, cn, nickname.free);
+        heldN = waitMs === 0;
+      }
     }
     if (waitMs === 0 && addressHasFailed && ca >= address.free) {
       waitMs = await takeTurn(address.turn, addr, ca, address.free);
@@ -265,11 +315,18 @@ export function createLoginThrottle(opts: CreateThrottleOptions = {}): LoginThro
 
     const releaseTurns = () =>
       Promise.all([
+        heldP ? pair.turn.delete(both) : undefined,
         heldN ? nickname.turn.delete(nick) : undefined,
+        heldC ? cleanLane.delete(nick) : undefined,
         heldA ? address.turn.delete(addr) : undefined,
       ]);
     const uncount = () =>
-      Promise.all([nickname.count.reward(nick), address.count.reward(addr), releaseTurns()]);
+      Promise.all([
+        nickname.count.reward(nick),
+        address.count.reward(addr),
+        pair.count.reward(both),
+        releaseTurns(),
+      ]);
 
     if (waitMs > 0) {
       // Turned away: it is no attempt, and counts for nothing.
@@ -292,7 +349,14 @@ export function createLoginThrottle(opts: CreateThrottleOptions = {}): LoginThro
       await dim.turn.set(key, WAITING + 1, waitSec);
     }
     const attempt: LoginAttempt = {
-      failed: once(() => Promise.all([failedOn(nickname, nick, cn), failedOn(address, addr, ca)])),
+      failed: once(() =>
+        Promise.all([
+          failedOn(pair, both, cp),
+          failedOn(nickname, nick, cn),
+          failedOn(address, addr, ca),
+          heldC ? cleanLane.delete(nick) : undefined,
+        ]),
+      ),
       // The address keeps its count: a guesser must not reset it by signing in to an account of
       // its own.
       succeeded: once(() =>
@@ -300,6 +364,10 @@ export function createLoginThrottle(opts: CreateThrottleOptions = {}): LoginThro
           nickname.count.delete(nick),
           nickname.failed.delete(nick),
           nickname.turn.delete(nick),
+          cleanLane.delete(nick),
+          pair.count.delete(both),
+          pair.failed.delete(both),
+          pair.turn.delete(both),
           address.count.reward(addr),
           heldA ? address.turn.delete(addr) : undefined,
         ]),
@@ -311,6 +379,7 @@ export function createLoginThrottle(opts: CreateThrottleOptions = {}): LoginThro
 
   function setLimits(limits: Partial<LiveThrottleLimits>): void {
     Object.assign(o, limits);
+    pair.free = o.freeFailuresPerNicknameAddress;
     nickname.free = o.freeFailuresPerNickname;
     address.free = o.freeFailuresPerAddress;
   }

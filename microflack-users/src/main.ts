@@ -17,6 +17,7 @@ const throttleRedis = config.REDIS ? createThrottleRedis(config.REDIS) : undefin
 if (!throttleRedis) logger.warn('REDIS not set: failed sign-ins are counted per instance');
 const throttle = createLoginThrottle({
   redis: throttleRedis,
+  freeFailuresPerNicknameAddress: config.LOGIN_FREE_FAILURES_PER_NICKNAME_ADDRESS,
   freeFailuresPerNickname: config.LOGIN_FREE_FAILURES_PER_NICKNAME,
   freeFailuresPerAddress: config.LOGIN_FREE_FAILURES_PER_ADDRESS,
   baseDelayMs: config.LOGIN_BASE_DELAY_MS,
@@ -55,6 +56,13 @@ await runService({
   // The throttle's limits, changed without a restart: /config/users/<key> (or /config/all/<key>),
   // validated as the environment variable of the same name; deleting the key restores it.
   live: {
+    login_free_failures_per_nickname_address: {
+      schema: usersConfig.LOGIN_FREE_FAILURES_PER_NICKNAME_ADDRESS,
+      apply: (v: number | undefined) =>
+        throttle.setLimits({
+          freeFailuresPerNicknameAddress: v ?? config.LOGIN_FREE_FAILURES_PER_NICKNAME_ADDRESS,
+        }),
+    },
     login_free_failures_per_nickname: {
       schema: usersConfig.LOGIN_FREE_FAILURES_PER_NICKNAME,
       apply: (v: number | undefined) =>

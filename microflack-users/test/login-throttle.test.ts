@@ -98,10 +98,10 @@ for (const store of ['redis', 'memory'] as const) {
     it('resets a nickname on success but not the address', async () => {
       const th = make({ freeFailuresPerNickname: 1, freeFailuresPerAddress: 1, baseDelayMs: 1000 });
       await attemptOf(await th.begin('ada', 'ip1')).failed();
-      const slowed = await th.begin('ada', 'ip2');
+      const slowed = await th.begin('ada', 'ip1');
       assert.ok(slowed.waitMs > 0);
       await sleep(slowed.waitMs + 20);
-      await attemptOf(await th.begin('ada', 'ip2')).succeeded();
+      await attemptOf(await th.begin('ada', 'ip1')).succeeded();
       const again = await th.begin('ada', 'ip2');
       assert.equal(again.waitMs, 0, 'the nickname was reset');
       await attemptOf(again).release();
@@ -136,14 +136,14 @@ for (const store of ['redis', 'memory'] as const) {
       await a.release();
       await b.release();
       await attemptOf(await th.begin('ada', 'ip3')).release();
-      // Two that fail: then the usual wait applies, from the last failure.
-      for (const ip of ['ip', 'ip2']) await attemptOf(await th.begin('ada', ip)).failed();
-      const wait = (await th.begin('ada', 'ip3')).waitMs;
+      // Two that fail from one address: then the usual wait applies to it, from the last failure.
+      for (let i = 0; i < 2; i++) await attemptOf(await th.begin('ada', 'ip')).failed();
+      const wait = (await th.begin('ada', 'ip')).waitMs;
       assert.equal(Math.ceil(wait / 1000), 1, `${wait}`);
       await sleep(wait + 20);
-      const third = attemptOf(await th.begin('ada', 'ip3'));
+      const third = attemptOf(await th.begin('ada', 'ip'));
       assert.equal(
-        (await th.begin('ada', 'ip4')).waitMs,
+        (await th.begin('ada', 'ip')).waitMs,
         2000,
         'one at a time once over the free count',
       );
@@ -191,11 +191,16 @@ for (const store of ['redis', 'memory'] as const) {
             (instances[i % instances.length] as LoginThrottle).begin('ada', `ip${i}`),
           ),
         );
+        // 3 free ones, and one at a time in the clean lane (every address is fresh).
         const went = turns.filter((t) => 'attempt' in t);
         assert.equal(went.length, 4);
         await Promise.all(went.map((t) => attemptOf(t).failed()));
-        const after = await Promise.all(instances.map((t) => t.begin('ada', 'late')));
-        for (const t of after) assert.ok(t.waitMs > 0, 'slowed after the free failures');
+        const failedFrom = turns.findIndex((t) => 'attempt' in t);
+        const after = await Promise.all(instances.map((t) => t.begin('ada', `ip${failedFrom}`)));
+        for (const t of after) assert.ok(t.waitMs > 0, 'a failing address is slowed');
+        const fresh = await instances[0]!.begin('ada', 'fresh');
+        assert.equal(fresh.waitMs, 0, 'a fresh address is checked');
+        await attemptOf(fresh).release();
       } finally {
         extra?.disconnect();
       }
@@ -298,14 +303,27 @@ describe('GET /api/users/me under password guessing', () => {
   it('answers 429 with Retry-After per nickname after repeated failures, then lets the user in', async () => {
     const nickname = await createUser();
     for (let i = 0; i < 3; i++) assert.equal((await me(nickname, 'wrong', '10.0.0.1')).status, 401);
-    const blocked = await me(nickname, 'right', '10.0.0.2');
+    const blocked = await me(nickname, 'right', '10.0.0.1');
     assert.equal(blocked.status, 429);
     assert.equal(blocked.headers['retry-after'], '1');
     assert.match(blocked.body.error, /too many/);
     await new Promise((r) => setTimeout(r, 1100));
-    assert.equal((await me(nickname, 'right', '10.0.0.2')).status, 200);
+    assert.equal((await me(nickname, 'right', '10.0.0.1')).status, 200);
     // Success cleared the nickname's count.
     assert.equal((await me(nickname, 'wrong', '10.0.0.3')).status, 401);
+  });
+
+  it('never lets a stranger keep the real user out: 25 wrong passwords from changing addresses', async () => {
+    // Issue 18 item 3: these used to make the correct password answer 429, from anywhere.
+    const nickname = await createUser();
+    for (let i = 1; i <= 25; i++) {
+      assert.equal((await me(nickname, 'wrong', `10.0.3.${i}`)).status, 401, `guess ${i}`);
+    }
+    // A guessing address is slowed on its next try, as the loose per-nickname count says...
+    const again = await me(nickname, 'wrong', '10.0.3.25');
+    assert.equal(again.status, 429);
+    // ...while the real user, from an address that has not been failing, is checked at once.
+    assert.equal((await me(nickname, 'right', '10.0.3.200')).status, 200);
   });
 
   it('answers 429 per client address across nicknames, leaving other addresses alone', async () => {
