@@ -26,6 +26,16 @@ declare module 'express-serve-static-core' {
   }
 }
 
+/**
+ * The user id a token names, read without checking its signature: only for a token that a service
+ * holding the key has just accepted (the socketio gateway, after users answered its ping).
+ */
+export function unverifiedUserId(token: string): number | undefined {
+  const claims = jwt.decode(token, { json: true });
+  const id = claims?.user_id;
+  return typeof id === 'number' && Number.isSafeInteger(id) && id > 0 ? id : undefined;
+}
+
 // Bearer, not Basic: a Basic challenge makes browsers pop up a login dialog.
 export const AUTH_CHALLENGE = { 'WWW-Authenticate': 'Bearer realm="Authentication Required"' };
 

@@ -1,5 +1,11 @@
 // Browser events in (ping_user, post_message, disconnect), answered by calling users and messages
 // through the load balancer; updated_model events out, fed to every instance by the Redis adapter.
+//
+// Presence: a signed-in socket joins the Socket.IO room of its user (`user:<id>`). When it
+// disconnects, the user is signed off (DELETE /api/users/me) only if no other socket of theirs is
+// left in that room on any instance (the adapter asks every instance through Redis): closing one
+// of two tabs leaves the user online. If the others cannot be asked in time, the user is signed
+// off as before; the other tab's next ping puts them back online.
 import { Server, type Socket } from 'socket.io';
 import { createAdapter } from '@socket.io/redis-adapter';
 import type { Redis } from 'ioredis';
@@ -18,6 +24,7 @@ import {
   type PostMessageAck,
   type PostMessageData,
   type ServerToClientEvents,
+  unverifiedUserId,
 } from '@microflack/common';
 
 const log = logger.child({ module: 'gateway' });
@@ -28,6 +35,8 @@ export const MAX_PAYLOAD_BYTES = 64 * 1024;
 const MAX_IN_FLIGHT_PER_SOCKET = 8;
 // Shorter than Socket.IO's default ack timeout on clients, so an answer always comes.
 const LB_CALL_TIMEOUT_MS = 4000;
+// How long a disconnect waits for the other instances to say whether the user has sockets there.
+const PRESENCE_QUERY_TIMEOUT_MS = 2000;
 
 const events = counter('socketio_events_total', 'Socket.IO events received, by event and outcome', [
   'event',
@@ -52,6 +61,8 @@ type GatewaySocket = Socket<ClientEventsUnchecked, ServerToClientEvents>;
 interface SocketData {
   /** The last token that the users service accepted, used to sign the user out on disconnect. */
   token?: string;
+  /** The room of that token's user, joined once a service accepted the token. */
+  userRoom?: string;
   inFlight: number;
 }
 
@@ -97,7 +108,7 @@ export function createSocketServer({
     path: SOCKETIO_LOCATION,
     serveClient: false,
     maxHttpBufferSize: MAX_PAYLOAD_BYTES,
-    adapter: createAdapter(pub, sub),
+    adapter: createAdapter(pub, sub, { requestsTimeout: PRESENCE_QUERY_TIMEOUT_MS }),
   });
 
   // Redis pub/sub keeps nothing: events published while this instance's subscription was down are
@@ -113,8 +124,42 @@ export function createSocketServer({
   });
 
   function expired(socket: GatewaySocket, token: string): void {
-    if ((socket.data as SocketData).token === token) delete (socket.data as SocketData).token;
+    const data = socket.data as SocketData;
+    if (data.token === token) {
+      delete data.token;
+      if (data.userRoom) void socket.leave(data.userRoom);
+      delete data.userRoom;
+    }
     socket.emit(EVENTS.expiredToken);
+  }
+
+  /** The token was accepted by a service: remember it, and join the room of its user. */
+  function accepted(socket: GatewaySocket, token: string): void {
+    const data = socket.data as SocketData;
+    data.token = token;
+    const id = unverifiedUserId(token);
+    const room = id === undefined ? undefined : `user:${id}`;
+    if (room === data.userRoom) return;
+    if (data.userRoom) void socket.leave(data.userRoom);
+    data.userRoom = room;
+    if (room) void socket.join(room);
+  }
+
+  /** Signs the user off, unless another socket of theirs is still connected to any instance. */
+  async function signOff(data: SocketData, token: string, reason: string): Promise<void> {
+    if (data.userRoom) {
+      try {
+        const others = await io.in(data.userRoom).fetchSockets();
+        if (others.length > 0) {
+          log.debug({ reason, others: others.length }, 'user still connected elsewhere');
+          return;
+        }
+      } catch (err) {
+        log.warn({ err: (err as Error).message }, 'could not ask the other instances; signing off');
+      }
+    }
+    const res = await lb.delete('/api/users/me', bearer(token));
+    log.debug({ status: res.status, reason }, 'user signed off on disconnect');
   }
 
   async function pingUser(socket: GatewaySocket, args: unknown[]): Promise<PingUserAck> {
@@ -125,7 +170,7 @@ export function createSocketServer({
       return errorOf(res);
     }
     if (res.status >= 400) return errorOf(res);
-    (socket.data as SocketData).token = token;
+    accepted(socket, token);
     return { ok: true };
   }
 
@@ -138,7 +183,7 @@ export function createSocketServer({
       return errorOf(res);
     }
     if (res.status >= 400) return errorOf(res);
-    (socket.data as SocketData).token = token;
+    accepted(socket, token);
     return res.body as PostMessageAck;
   }
 
@@ -188,12 +233,12 @@ export function createSocketServer({
     on(socket, EVENTS.pingUser, pingUser);
     on(socket, EVENTS.postMessage, postMessage);
     socket.on('disconnect', (reason) => {
-      const token = (socket.data as SocketData).token;
-      if (!token) return;
-      // The user goes offline; a client that reconnects elsewhere pings again at once.
-      lb.delete('/api/users/me', bearer(token)).then(
-        (res) => log.debug({ status: res.status, reason }, 'user signed off on disconnect'),
-        (err: Error) => log.warn({ err: err.message }, 'could not mark the user offline'),
+      const data = socket.data as SocketData;
+      if (!data.token) return;
+      // The user goes offline, unless connected elsewhere; a client that reconnects elsewhere
+      // pings again at once.
+      signOff(data, data.token, reason).catch((err: Error) =>
+        log.warn({ err: err.message }, 'could not mark the user offline'),
       );
     });
   });

@@ -130,6 +130,30 @@ describe('socketio behind HAProxy with the real services', () => {
     );
   });
 
+  it('two tabs of one user on two instances: closing one leaves the user online (issue 18 item 11)', async () => {
+    const me = await signUp();
+    const tabA = await client(`http://${one.address}`, ['websocket']);
+    const tabB = await client(`http://${two.address}`, ['websocket']);
+    const watcher = await client(platform.url);
+    const events = collect(watcher);
+    assert.deepEqual(await tabA.timeout(8000).emitWithAck('ping_user', me.token), { ok: true });
+    assert.deepEqual(await tabB.timeout(8000).emitWithAck('ping_user', me.token), { ok: true });
+    assert.equal(await isOnline(me.id), true);
+
+    tabA.close();
+    // The disconnect is handled within moments (a question to every instance through Redis);
+    // give it ample time, then the user must still be online, and no offline event was sent.
+    await new Promise((r) => setTimeout(r, 1500));
+    assert.equal(await isOnline(me.id), true, 'still online while the other tab is connected');
+    const offline = () =>
+      events.some((m) => m.class === 'User' && m.model.id === me.id && m.model.online === false);
+    assert.equal(offline(), false);
+
+    tabB.close();
+    await waitFor('offline once the last tab closed', async () => !(await isOnline(me.id)), 5000);
+    await waitFor('the offline event', offline, 5000);
+  });
+
   it('a revoked token gets expired_token on the next event', async () => {
     const me = await signUp();
     const socket = await client(platform.url);
