@@ -103,6 +103,9 @@ describe('mf* scripts: --help and misuse', () => {
       ['mfvars', ['--bogus']],
       ['mftest', ['--bogus']],
       ['mftest', ['no-test-file-is-named-like-this']],
+      ['mfbench', ['--bogus']],
+      ['mfbench', ['--duration']],
+      ['mfbench', ['--duration', 'soon']],
     ];
     for (const [script, args] of cases) {
       const r = await run(script, args, env);

@@ -1,5 +1,11 @@
-// The load generators for tests. LoadGenerator: continuous mixed chat load through the load balancer, as well-behaved clients make it, with every
-// failure counted and every acknowledged message followed to the database and to the sockets.
+// The load generator for tests: continuous load on a clock through the load balancer, as
+// well-behaved clients make it, with every failure counted. Two mixes:
+// - `chat` (the default): GET and POST /api/messages and POST /api/tokens with connected Socket.IO
+//   readers; every acknowledged message is followed to the database and to the sockets.
+// - `{ get: path }`: steady GETs of one path (the load-balancer tests, against backends that answer
+//   {"instance": name}), counting which instance answered and when it first did.
+// Redirects are followed (fetch's default): an old HAProxy worker answers a request on a connection
+// it still holds with 307 to the same URL, and a client sends it again to the current worker.
 //
 // Retry rules (what a careful client does, and what the figures "after retries" include):
 // - GET: retried on a connection error of any kind (refused, reset, timeout) and on 502, 503 and
@@ -9,18 +15,17 @@
 //   A reset, a timeout or a 502 after a POST is a failure: the message may or may not exist.
 // Every failed attempt counts as a raw failure; a request fails after retries when its last
 // attempt failed.
-import http from 'node:http';
+import { backoffPolicy, retryDelays } from '@microflack/common';
 import { io, type Socket } from 'socket.io-client';
-import { waitFor } from './processes.js';
 
 export const MAX_TRIES = 5;
-const BACKOFF_BASE_MS = 100;
-const BACKOFF_MAX_MS = 2000;
+/** A careful client's schedule between tries: 100 ms doubling up to 2 s, with jitter. */
+const CLIENT_BACKOFF = backoffPolicy('load client', 100, 2000);
 // Longer than the slow-instance fault (15 s): what waits on a stopped instance is counted, not cut.
 const REQUEST_TIMEOUT_MS = 20000;
 export const SLOW_MS = 3000;
 
-export type Kind = 'getMessages' | 'postMessage' | 'postToken';
+export type Kind = 'getMessages' | 'postMessage' | 'postToken' | 'get';
 
 export interface KindStats {
   /** Requests made (each may take several attempts). */
@@ -42,13 +47,21 @@ export interface Login {
 
 export interface LoadOptions {
   url: string;
-  logins: Login[];
   /** Requests per second, all kinds together, on a clock (slow answers do not slow the load). */
   ratePerSecond: number;
-  /** Share of each kind; the rest of 1 after tokens and posts is GETs. */
+  /** The chat mix (default) or steady GETs of one path. */
+  mix?: 'chat' | { get: string };
+  /** The chat mix's users (required for it). */
+  logins?: Login[];
+  /** Share of each kind in the chat mix; the rest of 1 after tokens and posts is GETs. */
   postShare?: number;
   tokenShare?: number;
+  /** Socket.IO readers (chat mix; default 3). */
   sockets?: number;
+  /** Tries per request (default MAX_TRIES); 1 makes every failed attempt final. */
+  tries?: number;
+  /** Per-attempt timeout, ms (default 20 s: longer than the slow-instance fault). */
+  timeoutMs?: number;
 }
 
 export interface DeliveryReport {
@@ -114,9 +127,12 @@ interface TrackedSocket {
   connects: number;
 }
 
-function backoffMs(attempt: number): number {
-  const ceiling = Math.min(BACKOFF_MAX_MS, BACKOFF_BASE_MS * 2 ** attempt);
-  return ceiling / 2 + (Math.random() * ceiling) / 2;
+/** The delay before retry number `retry` (1-based) on the client's schedule. */
+function backoffMs(retry: number): number {
+  const delays = retryDelays(CLIENT_BACKOFF);
+  let ms = 0;
+  for (let i = 0; i < retry; i++) ms = delays.next();
+  return ms;
 }
 
 function errorCode(err: unknown): string {
@@ -137,7 +153,12 @@ export class LoadGenerator {
     getMessages: emptyStats(),
     postMessage: emptyStats(),
     postToken: emptyStats(),
+    get: emptyStats(),
   };
+  /** Answers (2xx) per instance: the `instance` of a JSON body, else X-MicroFlack-Instance. */
+  readonly seen = new Map<string, number>();
+  /** When each instance first answered (Date.now()). */
+  readonly firstSeen = new Map<string, number>();
   readonly samples: string[] = [];
   readonly causes: Record<string, number> = {};
   readonly answeredBy: Record<string, number> = {};
@@ -153,13 +174,21 @@ export class LoadGenerator {
   private loop: Promise<void> | undefined;
   private seq = 0;
 
-  constructor(private readonly opts: LoadOptions) {}
+  private readonly getPath: string | undefined;
 
-  /** Connects the sockets, then starts the request clock. */
-  async start(): Promise<void> {
-    for (let i = 0; i < (this.opts.sockets ?? 3); i++) this.sockets.push(await this.connect());
+  constructor(private readonly opts: LoadOptions) {
+    const mix = opts.mix ?? 'chat';
+    this.getPath = mix === 'chat' ? undefined : mix.get;
+    if (mix === 'chat' && !opts.logins?.length) throw new Error('the chat mix needs logins');
+  }
+
+  /** Connects the sockets (chat mix), then starts the request clock. */
+  async start(): Promise<this> {
+    const sockets = this.getPath === undefined ? (this.opts.sockets ?? 3) : 0;
+    for (let i = 0; i < sockets; i++) this.sockets.push(await this.connect());
     this.started = Date.now();
     this.loop = this.run();
+    return this;
   }
 
   private async run(): Promise<void> {
@@ -173,6 +202,7 @@ export class LoadGenerator {
   }
 
   private pick(i: number): Kind {
+    if (this.getPath !== undefined) return 'get';
     // A fixed, interleaved pattern rather than random draws: the same mix in every run.
     const slot = (i * 0.6180339887) % 1;
     const tokenShare = this.opts.tokenShare ?? 0.05;
@@ -184,9 +214,14 @@ export class LoadGenerator {
 
   private async one(i: number): Promise<void> {
     const kind = this.pick(i);
-    const login = this.opts.logins[i % this.opts.logins.length] as Login;
     this.inFlight++;
     try {
+      if (kind === 'get') {
+        await this.request(kind, 'GET', this.getPath as string, {}, undefined, 200);
+        return;
+      }
+      const logins = this.opts.logins as Login[];
+      const login = logins[i % logins.length] as Login;
       if (kind === 'getMessages') {
         await this.request(kind, 'GET', '/api/messages?limit=20', {}, undefined, 200);
       } else if (kind === 'postMessage') {
@@ -227,7 +262,8 @@ export class LoadGenerator {
   ): Promise<{ status: number; body: unknown } | undefined> {
     const stats = kind ? this.kinds[kind] : emptyStats();
     stats.sent++;
-    for (let attempt = 0; attempt < MAX_TRIES; attempt++) {
+    const tries = this.opts.tries ?? MAX_TRIES;
+    for (let attempt = 0; attempt < tries; attempt++) {
       if (attempt > 0) await new Promise((r) => setTimeout(r, backoffMs(attempt)));
       stats.attempts++;
       const t0 = Date.now();
@@ -242,7 +278,7 @@ export class LoadGenerator {
             ...headers,
           },
           body: body !== undefined ? JSON.stringify(body) : undefined,
-          signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
+          signal: AbortSignal.timeout(this.opts.timeoutMs ?? REQUEST_TIMEOUT_MS),
         });
         const text = await res.text();
         this.timed(stats, t0);
@@ -255,7 +291,9 @@ export class LoadGenerator {
           );
         }
         if (res.status === expected) {
-          return { status: res.status, body: text.startsWith('{') ? JSON.parse(text) : text };
+          const parsed: unknown = text.startsWith('{') ? JSON.parse(text) : text;
+          this.answeredByInstance(res, parsed);
+          return { status: res.status, body: parsed };
         }
         what = `${res.status} from ${res.headers.get('x-microflack-instance') ?? 'nobody'} ${text.slice(0, 120)}`;
         this.cause(method, path, String(res.status));
@@ -275,6 +313,17 @@ export class LoadGenerator {
     stats.failedAfterRetries++;
     this.sample(`${method} ${path} FAILED after retries`);
     return undefined;
+  }
+
+  private answeredByInstance(res: Response, body: unknown): void {
+    const fromBody = (body as { instance?: unknown } | null)?.instance;
+    const instance =
+      typeof fromBody === 'string'
+        ? fromBody
+        : res.headers.get('x-microflack-instance')?.split('/')[1];
+    if (!instance) return;
+    this.seen.set(instance, (this.seen.get(instance) ?? 0) + 1);
+    if (!this.firstSeen.has(instance)) this.firstSeen.set(instance, Date.now());
   }
 
   private timed(stats: KindStats, t0: number): void {
@@ -432,7 +481,8 @@ export function formatReport(name: string, r: LoadReport, d?: DeliveryReport): s
     `  GET /api/messages   ${k(r.kinds.getMessages)}`,
     `  POST /api/messages  ${k(r.kinds.postMessage)}`,
     `  POST /api/tokens    ${k(r.kinds.postToken)}`,
-  ];
+  ].filter((_, i) => i === 0 || r.kinds.get.sent === 0);
+  if (r.kinds.get.sent > 0) lines.push(`  GET                 ${k(r.kinds.get)}`);
   if (d) {
     lines.push(
       `  messages: ${d.acknowledged} acknowledged, ${d.lost.length} lost, ` +
@@ -481,103 +531,6 @@ export async function createLogin(url: string, nickname: string): Promise<Login>
   });
   if (tok.status !== 200) throw new Error(`token for ${nickname}: ${JSON.stringify(tok)}`);
   return { nickname, password, token: tok.body.token as string };
-}
-
-// Load: steady GETs against one URL (a backend answering {"instance": name}, as load-balancer
-// tests start them), counting each answer per instance and every failure.
-
-export interface Failure {
-  at: number;
-  error: string;
-}
-
-/** Steady GET traffic through one keep-alive agent, like a busy client; counts every outcome. */
-export class Load {
-  ok = 0;
-  failures: Failure[] = [];
-  readonly firstSeen = new Map<string, number>();
-  readonly seen = new Map<string, number>();
-  private sent = 0;
-  private started = 0;
-  private stoppedAt = 0;
-  private timer: NodeJS.Timeout | undefined;
-  private inFlight = 0;
-  private readonly agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
-
-  constructor(
-    private readonly url: string,
-    private readonly ratePerSecond: number,
-  ) {}
-
-  start(): this {
-    this.started = Date.now();
-    this.timer = setInterval(() => {
-      const due = Math.floor(((Date.now() - this.started) * this.ratePerSecond) / 1000);
-      while (this.sent < due) {
-        this.sent++;
-        this.one();
-      }
-    }, 5);
-    return this;
-  }
-
-  private one(url = this.url, redirects = 0): void {
-    if (redirects === 0) this.inFlight++;
-    const at = Date.now();
-    const fail = (error: string) => {
-      this.failures.push({ at, error });
-    };
-    const agent = redirects === 0 ? this.agent : false;
-    const req = http.get(url, { agent, timeout: 10000 }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (d) => (body += d));
-      res.on('end', () => {
-        // An old HAProxy worker sends a request on a connection it holds to the same URL again, as
-        // a browser follows it: once, on a new connection.
-        if (res.statusCode === 307 && res.headers.location && redirects === 0) {
-          return this.one(new URL(res.headers.location, url).href, 1);
-        }
-        this.inFlight--;
-        if (res.statusCode !== 200) return fail(`status ${res.statusCode}: ${body.slice(0, 100)}`);
-        this.ok++;
-        const instance = (JSON.parse(body) as { instance: string }).instance;
-        if (!this.firstSeen.has(instance)) this.firstSeen.set(instance, Date.now());
-        this.seen.set(instance, (this.seen.get(instance) ?? 0) + 1);
-      });
-      res.on('error', (err) => {
-        this.inFlight--;
-        fail(err.message);
-      });
-    });
-    req.on('timeout', () => req.destroy(new Error('timeout')));
-    req.on('error', (err) => {
-      this.inFlight--;
-      fail(`${(err as NodeJS.ErrnoException).code ?? ''} ${err.message}`);
-    });
-  }
-
-  /** Stops sending, waits for the answers still due. */
-  async stop(): Promise<{
-    total: number;
-    ok: number;
-    failed: number;
-    seconds: number;
-    rate: number;
-  }> {
-    clearInterval(this.timer);
-    this.stoppedAt = Date.now();
-    await waitFor('requests in flight', () => this.inFlight <= 0, 15000);
-    this.agent.destroy();
-    const seconds = (this.stoppedAt - this.started) / 1000;
-    return {
-      total: this.sent,
-      ok: this.ok,
-      failed: this.failures.length,
-      seconds,
-      rate: this.sent / seconds,
-    };
-  }
 }
 
 /** The p-th percentile (0-100) of the values, NaN when there are none. */

@@ -3,7 +3,7 @@ import http from 'node:http';
 import os from 'node:os';
 import type { AddressInfo } from 'node:net';
 import { Worker } from 'node:worker_threads';
-import { createEtcd, register } from '@microflack/common';
+import { createEtcd, register, serviceKeysPrefix } from '@microflack/common';
 
 export interface TrivialServer {
   path: string;
@@ -18,7 +18,10 @@ export async function startTrivialServer(
 ): Promise<TrivialServer> {
   const prefix = '{"pad":"';
   const body = Buffer.from(prefix + 'x'.repeat(Math.max(0, bytes - prefix.length - 2)) + '"}');
+  let draining = false;
   const server = http.createServer((req, res) => {
+    // Health as an instance reports it: 503 once it is leaving, so the LB drops it at once.
+    if (req.url === '/healthz') return void res.writeHead(draining ? 503 : 200).end();
     res.writeHead(200, { 'content-type': 'application/json', 'content-length': body.length });
     res.end(body);
   });
@@ -39,7 +42,11 @@ export async function startTrivialServer(
   return {
     path,
     async stop() {
+      // Leaves as a service would, and takes its service's keys along (it is the bench's own), so
+      // that the LB drops the whole backend.
+      draining = true;
       await reg.deregister();
+      await etcd.delete().prefix(serviceKeysPrefix(name));
       etcd.close();
       // Until HAProxy has reloaded without this backend, a new connection may still be accepted
       // by the worker that is stopping, which answers 307 (see the LB template): the next

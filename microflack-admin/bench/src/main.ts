@@ -11,34 +11,45 @@ import { runLoad, type LoadResult } from './load.js';
 import { ADMIN_DIR, bringUp, rssMb, type Platform } from './platform.js';
 import { createApi, seed, seedUsers, waitSettled, type Api, type Seeded } from './seed.js';
 
-const { values: args } = parseArgs({
-  options: {
-    lb: { type: 'string' },
-    etcd: { type: 'string' },
-    duration: { type: 'string', default: '15' },
-    smoke: { type: 'boolean', default: false },
-    big: { type: 'boolean', default: false },
-    out: { type: 'string' },
-    'write-md': { type: 'boolean', default: false },
-    'no-install': { type: 'boolean', default: false },
-    help: { type: 'boolean', short: 'h', default: false },
-  },
-});
-
-if (args.help) {
-  console.log(`Usage: mfbench [--lb URL --etcd URL] [--duration S] [--smoke] [--big] [--out FILE] [--write-md]
+const USAGE = `Usage: mfbench [--lb URL --etcd URL] [--duration S] [--smoke] [--big] [--out FILE] [--write-md]
 Brings up a platform on a temporary MICROFLACK_HOME (or uses the one at --lb), seeds 50 users and
 200 messages, measures every path through HAProxy against its ceiling, prints a table and writes JSON.
   --duration S  seconds per load run (default 15)      --smoke  a few seconds per path, small sizes
   --big         also the 1M-message growth case         --write-md  write BENCHMARKS.md at the top
-  --no-install  run mfup --no-install (use the checkout's build as it is)`);
+  --no-install  run mfup --no-install (use the checkout's build as it is)`;
+
+const options = {
+  lb: { type: 'string' },
+  etcd: { type: 'string' },
+  duration: { type: 'string', default: '15' },
+  smoke: { type: 'boolean', default: false },
+  big: { type: 'boolean', default: false },
+  out: { type: 'string' },
+  'write-md': { type: 'boolean', default: false },
+  'no-install': { type: 'boolean', default: false },
+  help: { type: 'boolean', short: 'h', default: false },
+} as const;
+
+function parseArguments() {
+  try {
+    return parseArgs({ options }).values;
+  } catch (err) {
+    // Misuse is the caller's mistake, not a crash: say what was wrong, how to call it, exit 2.
+    console.error(`mfbench: ${(err as Error).message}\n${USAGE}`);
+    process.exit(2);
+  }
+}
+const args = parseArguments();
+
+if (args.help) {
+  console.log(USAGE);
   process.exit(0);
 }
 
 const smoke = args.smoke;
 const seconds = smoke ? 2 : Number(args.duration);
 if (!Number.isFinite(seconds) || seconds <= 0) {
-  console.error('mfbench: --duration must be a positive number of seconds');
+  console.error(`mfbench: --duration must be a positive number of seconds\n${USAGE}`);
   process.exit(2);
 }
 const concurrencies = [32, 128];

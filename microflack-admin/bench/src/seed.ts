@@ -28,18 +28,22 @@ export function createApi(lb: string): Api {
     async token(nickname, password) {
       const basic = Buffer.from(`${nickname}:${password}`).toString('base64');
       // As a well-behaved client: 503 means nothing was done (users still drains a sign-in
-      // queue after a load run), so try again, for up to about 30 s.
-      for (let attempt = 1; ; attempt++) {
+      // queue after a load run), so try again; 429 means our own earlier tries are still being
+      // checked there (they count as failures until they end), so wait as told. For up to 60 s.
+      const deadline = Date.now() + 60000;
+      for (;;) {
         const res = await api.fetch('/api/tokens', {
           method: 'POST',
           headers: { Authorization: `Basic ${basic}` },
         });
         const body = await res.text();
         if (res.ok) return (JSON.parse(body) as { token: string }).token;
-        if (res.status !== 503 || attempt >= 30) {
+        const waitMs =
+          res.status === 429 ? 1000 * Number(res.headers.get('retry-after') ?? 1) : 1000;
+        if ((res.status !== 503 && res.status !== 429) || Date.now() + waitMs > deadline) {
           throw new Error(`POST /api/tokens: ${res.status} ${body.slice(0, 200)}`);
         }
-        await new Promise((r) => setTimeout(r, 1000));
+        await new Promise((r) => setTimeout(r, waitMs));
       }
     },
   };

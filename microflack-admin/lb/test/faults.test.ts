@@ -8,7 +8,7 @@ import { createEtcd, register, type Etcd3 } from '@microflack/common';
 import { startEtcd, tempDir, waitFor, type EtcdServer } from '@microflack/testkit';
 import { startTestLoadBalancer, type TestLoadBalancer } from '@microflack/testkit/load-balancer';
 import { get, startBackend, waitRouted, type Backend } from '@microflack/testkit/http-backends';
-import { Load } from '@microflack/testkit/load';
+import { LoadGenerator } from '@microflack/testkit/load';
 
 const TEMPLATE = path.join(path.dirname(fileURLToPath(import.meta.url)), '../haproxy.cfg.tmpl');
 
@@ -58,13 +58,19 @@ describe('load balancer faults', () => {
   it('a configurator killed with -9 and started again changes nothing for live traffic', async () => {
     const pid = lb.haproxyPid();
     const cfg = lb.config();
-    const load = new Load(`${lb.url}/api/faults/x`, 200).start();
+    const load = await new LoadGenerator({
+      url: lb.url,
+      mix: { get: '/api/faults/x' },
+      ratePerSecond: 200,
+      tries: 1,
+      timeoutMs: 10000,
+    }).start();
     await new Promise((r) => setTimeout(r, 500));
     const reloads = lb.reloads();
     await lb.restartConfigurator();
     await new Promise((r) => setTimeout(r, 1500));
     const result = await load.stop();
-    assert.equal(result.failed, 0, JSON.stringify(load.failures.slice(0, 5)));
+    assert.equal(result.total.rawFailures, 0, JSON.stringify(result.samples.slice(0, 5)));
     assert.equal(lb.haproxyPid(), pid, 'the same HAProxy kept running');
     assert.equal(lb.config(), cfg, 'the same config');
     assert.equal(lb.reloads(), reloads, 'no reload needed');
