@@ -20,6 +20,7 @@ import {
   UserChange,
   UserIdParams,
   UserListQuery,
+  USERS_PAGE_MAX,
   usersApi as api,
 } from '@microflack/common/api';
 import type { LoginThrottle } from './login-throttle.js';
@@ -35,6 +36,7 @@ import {
   NicknameTakenError,
   toJson,
   updateUser,
+  type UserFilter,
   type UserKey,
   type UserRow,
 } from './users.js';
@@ -155,15 +157,46 @@ export function usersRouter(deps: RoutesDeps): Router {
     res.status(201).location(`/api/users/${user.id}`).json(toJson(user));
   });
 
+  // Paging (docs/contracts/rest.md): without limit or cursor, the whole list while it holds at
+  // most USERS_PAGE_MAX users (the original's answer), else the newest USERS_PAGE_MAX with a link
+  // to the older ones; `limit`/`after` page forward from the oldest change, `before` backward.
   router.get(api.listUsers.route, ...tokenOptional, async (req, res) => {
     const query = parseQuery(UserListQuery, req.query);
-    const filter: { online?: boolean; updatedSince?: number } = {};
+    const filter: UserFilter = {};
     if (query.online !== undefined) filter.online = query.online;
     if (query.updated_since !== undefined) filter.updatedSince = query.updated_since;
-    const parts = await serialised(await listUserKeys(db, filter));
-    // The same bytes res.json would send for { users }, without serialising them again.
+    const limit = query.limit ?? USERS_PAGE_MAX;
+    const backward = query.before !== undefined || (query.limit === undefined && !query.after);
+    // One more than a page tells whether there is more, without counting.
+    const keys = await listUserKeys(
+      db,
+      filter,
+      backward
+        ? { direction: 'backward', before: query.before, limit: limit + 1 }
+        : { direction: 'forward', after: query.after, limit: limit + 1 },
+    );
+    const more = keys.length > limit;
+    if (more) {
+      if (backward) keys.shift();
+      else keys.pop();
+    }
+    let tail = ']';
+    const edge = backward ? keys[0] : keys[keys.length - 1];
+    if (more && edge) {
+      const params = new URLSearchParams();
+      if (query.online !== undefined) params.set('online', query.online ? '1' : '0');
+      if (query.updated_since !== undefined)
+        params.set('updated_since', String(query.updated_since));
+      params.set('limit', String(limit));
+      params.set(backward ? 'before' : 'after', `${edge.updated_at},${edge.nickname}`);
+      const link = `/api/users?${params.toString()}`;
+      tail += `,${JSON.stringify(backward ? 'previous' : 'next')}:${JSON.stringify(link)}`;
+    }
+    const parts = await serialised(keys);
+    // The same bytes res.json would send for { users, next | previous }, without serialising them
+    // again.
     res.set('Content-Type', 'application/json; charset=utf-8');
-    res.send(joinJson('{"users":[', parts, ']}'));
+    res.send(joinJson('{"users":[', parts, `${tail}}`));
   });
 
   // The /me routes come before /:id, which would otherwise take "me" for an id.

@@ -54,28 +54,66 @@ export interface UserFilter {
   updatedSince?: number;
 }
 
-/** A listed user: which version of its row is current. */
+/** A place in the list's (updated_at, nickname) order. */
+export interface UserCursor {
+  updatedAt: number;
+  nickname: string;
+}
+
+/** Which part of the list: from the oldest change (after a cursor), or back from the newest. */
+export type UserPage =
+  | { direction: 'forward'; after?: UserCursor; limit: number }
+  | { direction: 'backward'; before?: UserCursor; limit: number };
+
+/** A listed user: which version of its row is current, and its place in the order. */
 export interface UserKey {
   id: number;
   version: number;
+  updated_at: number;
+  nickname: string;
 }
 
 /**
  * The list, as keys only, in the list's (updated_at, nickname) order; the rows come from
  * findUsersByIds for the versions not already serialised.
  */
-export async function listUserKeys(db: Knex, filter: UserFilter): Promise<UserKey[]> {
+export async function listUserKeys(
+  db: Knex,
+  filter: UserFilter,
+  page: UserPage,
+): Promise<UserKey[]> {
+  // Backward pages read the index from the newest end and are turned round: every page is in the
+  // list's order.
+  const order = page.direction === 'forward' ? 'asc' : 'desc';
   const q = db('users')
-    .select<UserKey[]>('id', 'version')
+    .select<UserKey[]>('id', 'version', 'updated_at', 'nickname')
     .orderBy([
-      { column: 'updated_at', order: 'asc' },
-      { column: 'nickname', order: 'asc' },
-    ]);
+      { column: 'updated_at', order },
+      { column: 'nickname', order },
+    ])
+    .limit(page.limit);
   if (filter.online !== undefined) q.where({ online: filter.online ? 1 : 0 });
   if (filter.updatedSince !== undefined) q.where('updated_at', '>', filter.updatedSince);
+  const cursor = page.direction === 'forward' ? page.after : page.before;
+  if (cursor) {
+    const op = page.direction === 'forward' ? '>' : '<';
+    q.where((w) =>
+      w
+        .where('updated_at', op, cursor.updatedAt)
+        .orWhere((t) =>
+          t.where('updated_at', cursor.updatedAt).andWhere('nickname', op, cursor.nickname),
+        ),
+    );
+  }
   const rows = await q;
+  if (page.direction === 'backward') rows.reverse();
   // MariaDB and SQLite both answer numbers here, but the cache compares with ===.
-  return rows.map((r) => ({ id: Number(r.id), version: Number(r.version) }));
+  return rows.map((r) => ({
+    id: Number(r.id),
+    version: Number(r.version),
+    updated_at: Number(r.updated_at),
+    nickname: r.nickname,
+  }));
 }
 
 // Bound on the ids in one `IN (...)` (SQLite allows 32766 variables).

@@ -48,7 +48,7 @@ describe('fuzzing /api/users and /api/users/me', () => {
         ids: () => [],
         validAuth: () => validAuth,
         bodyKeys: ['nickname', 'password'],
-        queryNames: ['online', 'updated_since'],
+        queryNames: ['online', 'updated_since', 'limit', 'after', 'before'],
         snapshot: () => tableDigest(db, 'users'),
         contentSnapshot: () => tableDigest(db, 'users', CONTENT_COLUMNS),
         numRuns: NUM_RUNS,

@@ -142,7 +142,41 @@ export type User = z.output<typeof User>;
 /** What another service reads of a User answer: its id (other fields ignored, so that they may grow). */
 export const UserIdentity = z.object({ id: User.shape.id });
 
-export const UserList = z.strictObject({ users: z.array(User) }).meta({ id: 'UserList' });
+export const UserList = z
+  .strictObject({
+    users: z.array(User),
+    next: z
+      .string()
+      .meta({ description: 'The next page, when this one is full (paging forward with after).' })
+      .optional(),
+    previous: z
+      .string()
+      .meta({
+        description:
+          'The page of users changed before these, when there are more: a list asked without limit, longer than USERS_PAGE_MAX, or a full page asked with before.',
+      })
+      .optional(),
+  })
+  .meta({ id: 'UserList' });
+
+/** The most users one answer holds; a list asked without `limit` holds the newest this many. */
+export const USERS_PAGE_MAX = 1000;
+
+// A keyset cursor in the list's own order: the updated_at and nickname of a user.
+const USER_CURSOR = /^(\d{1,15}),(.{1,128})$/su;
+const cursorMessage = 'must be <updated_at>,<nickname> from a previous page';
+const userCursor = (description: string) =>
+  z
+    .string({
+      error: (issue) => (Array.isArray(issue.input) ? 'must be given once' : cursorMessage),
+    })
+    .regex(USER_CURSOR, { error: cursorMessage })
+    .transform((v) => {
+      const [, ts, nickname] = USER_CURSOR.exec(v) as RegExpExecArray;
+      return { updatedAt: Number(ts), nickname: nickname as string };
+    })
+    .meta({ description, example: '1767225600,susan' })
+    .optional();
 
 export const UserListQuery = queryParams({
   online: queryFlag('Only users online (1 or true) or only offline (0 or false).').optional(),
@@ -152,7 +186,14 @@ export const UserListQuery = queryParams({
     message: 'must be a Unix time in seconds',
     description: 'Only users changed at or after this Unix time (seconds).',
   }).optional(),
-});
+  limit: queryInteger({
+    min: 1,
+    max: USERS_PAGE_MAX,
+    description: 'At most this many users, oldest change first; a full page links the next one.',
+  }).optional(),
+  after: userCursor('Keyset cursor: the page after this user (from a `next` link).'),
+  before: userCursor('Keyset cursor: the page before this user (from a `previous` link).'),
+}).refine((q) => !(q.after && q.before), { error: 'give after or before, not both' });
 
 export type UserListQuery = z.output<typeof UserListQuery>;
 
