@@ -26,19 +26,26 @@ export interface GraceDecision {
   reason: string;
 }
 
-/** Whether the instance at `address` says it is healthy (GET /healthz answered 200). */
-export type HealthProbe = (address: string) => Promise<boolean>;
+/**
+ * Whether the instance at `address` says it is healthy: true when GET /healthz answered 200, false
+ * when it answered anything else or the connection was refused or reset (draining, or dead), and
+ * undefined when no answer came in time: a busy machine is not a verdict, HAProxy's own checks are.
+ */
+export type HealthProbe = (address: string) => Promise<boolean | undefined>;
+
+const PROBE_TIMEOUT_MS = 800;
 
 export const probeHealthz: HealthProbe = async (address) => {
   try {
     const res = await fetch(`http://${address}/healthz`, {
-      signal: AbortSignal.timeout(800),
+      signal: AbortSignal.timeout(PROBE_TIMEOUT_MS),
       headers: { 'user-agent': 'microflack-lb' },
     });
     await res.arrayBuffer().catch(() => undefined);
     return res.status === 200;
-  } catch {
-    return false;
+  } catch (err) {
+    const name = (err as Error).name;
+    return name === 'TimeoutError' || name === 'AbortError' ? undefined : false;
   }
 };
 
@@ -97,7 +104,8 @@ export class UpstreamGrace {
       if (now - k.since >= this.graceMs) reason = `not registered again within ${this.graceMs} ms`;
       else if (statuses && !status?.startsWith('UP'))
         reason = `HAProxy sees it ${status || 'absent'}`;
-      else if (!(await this.probe(k.server.address))) reason = '/healthz does not answer 200';
+      else if ((await this.probe(k.server.address)) === false)
+        reason = '/healthz does not answer 200';
       if (reason) {
         this.kept.delete(key);
         decisions.push({ ...base, action: 'dropped', reason });
