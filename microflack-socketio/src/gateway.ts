@@ -1,5 +1,8 @@
-// Browser events in (ping_user, post_message, disconnect), answered by calling users and messages
-// through the load balancer; updated_model events out, fed to every instance by the Redis adapter.
+// Browser events in (ping_user, post_message, typing, disconnect), answered by calling users and
+// messages through the load balancer; updated_model events out, fed to every instance by the Redis
+// adapter. A socket that brings a token in its handshake (`auth: { token }`) joins its user's
+// Socket.IO room and one per room it is a member of: rooms other than general are heard only there.
+// A socket without one (the original's clients, anonymous readers) hears general only.
 import { Server, type Socket } from 'socket.io';
 import { createAdapter } from '@socket.io/redis-adapter';
 import type { Redis } from 'ioredis';
@@ -9,7 +12,10 @@ import {
   EVENTS,
   logger,
   PostMessageDataSchema,
+  roomSocketRoom,
   SOCKETIO_LOCATION,
+  TypingDataSchema,
+  userSocketRoom,
   type ClientToServerEvents,
   type EventError,
   type LbClient,
@@ -52,7 +58,18 @@ type GatewaySocket = Socket<ClientEventsUnchecked, ServerToClientEvents>;
 interface SocketData {
   /** The last token that the users service accepted, used to sign the user out on disconnect. */
   token?: string;
+  /** Set once the handshake's token was accepted and the socket joined its rooms. */
+  userId?: number;
   inFlight: number;
+}
+
+/** At most one typing event a second per user (per gateway instance), the rest dropped. */
+export const TYPING_INTERVAL_MS = 1000;
+const ROOM_PREFIX = 'room:';
+
+interface Memberships {
+  user_id: number;
+  rooms: number[];
 }
 
 class EventRefused extends Error {
@@ -112,9 +129,72 @@ export function createSocketServer({
     for (const socket of io.sockets.sockets.values()) socket.conn.close();
   });
 
+  /** Leaves every room but the socket's own: it hears general only from now on. */
+  function leaveRooms(socket: GatewaySocket): void {
+    for (const room of socket.rooms) if (room !== socket.id) socket.leave(room);
+    delete (socket.data as SocketData).userId;
+  }
+
   function expired(socket: GatewaySocket, token: string): void {
     if ((socket.data as SocketData).token === token) delete (socket.data as SocketData).token;
+    leaveRooms(socket);
     socket.emit(EVENTS.expiredToken);
+  }
+
+  async function memberships(token: string): Promise<Memberships | number> {
+    const res = await lb.get<Memberships>('/api/rooms/memberships', bearer(token));
+    return res.status === 200 ? res.body : res.status;
+  }
+
+  /**
+   * Joins the socket to its user's room, then to each of the user's rooms; then asks again and
+   * leaves any room no longer listed. A removal's socketsLeave published between the first answer
+   * and the joins would be undone by them; the second answer, asked after the joins, no longer
+   * lists that room, so the socket leaves it (and one added meanwhile was joined by socketsJoin,
+   * since the socket was already in its user's room).
+   */
+  async function joinRooms(socket: GatewaySocket, token: string): Promise<void> {
+    const first = await memberships(token);
+    if (typeof first === 'number') {
+      log.debug({ status: first }, 'handshake token not accepted: general only');
+      if (first === 401) socket.emit(EVENTS.expiredToken);
+      return;
+    }
+    if (!socket.connected) return;
+    (socket.data as SocketData).userId = first.user_id;
+    socket.join(userSocketRoom(first.user_id));
+    socket.join(first.rooms.map(roomSocketRoom));
+    const second = await memberships(token);
+    if (typeof second === 'number') {
+      leaveRooms(socket);
+      return;
+    }
+    const listed = new Set(second.rooms.map(roomSocketRoom));
+    for (const room of socket.rooms) {
+      if (room.startsWith(ROOM_PREFIX) && !listed.has(room)) socket.leave(room);
+    }
+  }
+
+  const lastTyping = new Map<number, number>();
+  async function typing(
+    socket: GatewaySocket,
+    args: unknown[],
+  ): Promise<{ ok: true } | EventError> {
+    const { room_id: roomId } = read(TypingDataSchema, args[0]);
+    const userId = (socket.data as SocketData).userId;
+    if (userId === undefined) throw new EventRefused(401, 'authentication required');
+    const room = roomSocketRoom(roomId);
+    if (!socket.rooms.has(room)) throw new EventRefused(403, 'not a member');
+    const now = Date.now();
+    if (now - (lastTyping.get(userId) ?? 0) < TYPING_INTERVAL_MS) return { ok: true };
+    lastTyping.set(userId, now);
+    if (lastTyping.size > 10000) {
+      for (const [u, at] of lastTyping) if (now - at >= TYPING_INTERVAL_MS) lastTyping.delete(u);
+    }
+    io.to(room)
+      .except(userSocketRoom(userId))
+      .emit(EVENTS.typing, { room_id: roomId, user_id: userId });
+    return { ok: true };
   }
 
   async function pingUser(socket: GatewaySocket, args: unknown[]): Promise<PingUserAck> {
@@ -187,6 +267,17 @@ export function createSocketServer({
     socket.data = { inFlight: 0 } satisfies SocketData;
     on(socket, EVENTS.pingUser, pingUser);
     on(socket, EVENTS.postMessage, postMessage);
+    on(socket, EVENTS.typing, typing);
+    const auth = socket.handshake.auth as { token?: unknown } | undefined;
+    if (auth?.token !== undefined) {
+      const token = EventTokenSchema.safeParse(auth.token);
+      if (token.success) {
+        joinRooms(socket, token.data).catch((err: Error) => {
+          log.warn({ err: err.message }, 'rooms not joined: general only');
+          leaveRooms(socket);
+        });
+      }
+    }
     socket.on('disconnect', (reason) => {
       const token = (socket.data as SocketData).token;
       if (!token) return;
