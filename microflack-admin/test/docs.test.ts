@@ -1,6 +1,6 @@
 // The documentation stays true to the repository: its links resolve inside it, nothing points at
 // the old design folder outside it, and every environment variable and route in the code is in docs/.
-import { messagesApi, tokensApi, usersApi, type Operation } from '@microflack/common/api';
+import { messagesApi, roomsApi, tokensApi, usersApi, type Operation } from '@microflack/common/api';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -176,9 +176,12 @@ describe('docs/contracts/rest.md', () => {
    * `METHOD /path` for each operation of a service in the REST contract (@microflack/common/api).
    * That the express apps mount exactly these is checked by microflack-ui/test/api-routes.test.ts.
    */
-  function mounted(service: 'users' | 'tokens' | 'messages'): { prefix: string; routes: string[] } {
+  function mounted(service: 'users' | 'tokens' | 'messages' | 'rooms'): {
+    prefix: string;
+    routes: string[];
+  } {
     const ops: Operation[] = Object.values(
-      { users: usersApi, tokens: tokensApi, messages: messagesApi }[service],
+      { users: usersApi, tokens: tokensApi, messages: messagesApi, rooms: roomsApi }[service],
     );
     const prefix = ops[0]?.mount as string;
     const routes = ops.map(
@@ -187,8 +190,8 @@ describe('docs/contracts/rest.md', () => {
     return { prefix, routes };
   }
 
-  it('documents every route users, tokens and messages mount, and no other under their prefixes', () => {
-    const services = (['users', 'tokens', 'messages'] as const).map(mounted);
+  it('documents every route users, tokens, messages and rooms mount, and no other under their prefixes', () => {
+    const services = (['users', 'tokens', 'messages', 'rooms'] as const).map(mounted);
     const all = services.flatMap((s) => s.routes);
     assert.ok(all.length >= 13, `found only ${all.join(', ')}`);
     assert.deepEqual(

@@ -9,8 +9,19 @@ import { RETRY_POLICIES, retryDelays } from './retry.js';
 const log = logger.child({ module: 'events' });
 
 export interface Events {
-  /** Sends `updated_model` `{ class, model }` (see the contract) to every browser. */
-  emitUpdatedModel<C extends UpdatedModelEvent['class']>(cls: C, model: ModelOf<C>): void;
+  /**
+   * Sends `updated_model` `{ class, model }` (see the contract) to every browser, or only to the
+   * sockets in `to` (Socket.IO rooms: userSocketRoom, roomSocketRoom) when given.
+   */
+  emitUpdatedModel<C extends UpdatedModelEvent['class']>(
+    cls: C,
+    model: ModelOf<C>,
+    to?: string[],
+  ): void;
+  /** Every socket in `of` (on every gateway instance) joins the Socket.IO room `room`. */
+  socketsJoin(of: string, room: string): void;
+  /** Every socket in `of` leaves `room`: no event sent to `room` after this reaches them. */
+  socketsLeave(of: string, room: string): void;
   ping(): Promise<void>;
   close(): Promise<void>;
 }
@@ -51,7 +62,13 @@ export function createRedis(hostPort: string, options: RedisOptions = {}): Redis
 export function createEvents(redisHostPort: string | undefined): Events {
   if (!redisHostPort) {
     log.info('REDIS not set: updated_model events are not sent');
-    return { emitUpdatedModel() {}, ping: async () => {}, close: async () => {} };
+    return {
+      emitUpdatedModel() {},
+      socketsJoin() {},
+      socketsLeave() {},
+      ping: async () => {},
+      close: async () => {},
+    };
   }
   const redis = createRedis(redisHostPort);
   // The emitter publishes fire-and-forget; this wrapper is where failures are seen and counted.
@@ -65,8 +82,17 @@ export function createEvents(redisHostPort: string | undefined): Events {
   };
   const emitter = new Emitter(publisher);
   return {
-    emitUpdatedModel(cls, model) {
-      emitter.emit(EVENTS.updatedModel, { class: cls, model } as UpdatedModelEvent);
+    emitUpdatedModel(cls, model, to) {
+      const event = { class: cls, model } as UpdatedModelEvent;
+      // An empty `to` reaches nobody (never everybody): only undefined broadcasts.
+      if (to === undefined) emitter.emit(EVENTS.updatedModel, event);
+      else if (to.length > 0) emitter.to(to).emit(EVENTS.updatedModel, event);
+    },
+    socketsJoin(of, room) {
+      emitter.in(of).socketsJoin(room);
+    },
+    socketsLeave(of, room) {
+      emitter.in(of).socketsLeave(room);
     },
     async ping() {
       // A health check wants the state now: a ping queued until a lost Redis returns says nothing.

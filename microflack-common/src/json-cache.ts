@@ -8,6 +8,8 @@ export interface RowJsonCache {
   /** The bytes of row `id` at exactly `version`, if kept. */
   get(id: number, version: number): Buffer | undefined;
   set(id: number, version: number, json: Buffer): void;
+  /** Forgets row `id` (a deleted message's text is kept nowhere). */
+  delete(id: number): void;
   readonly entries: number;
   readonly bytes: number;
 }
@@ -35,6 +37,9 @@ export function createRowJsonCache(maxBytes: number): RowJsonCache {
     },
     set(id, version, json) {
       cache.set(id, { version, json });
+    },
+    delete(id) {
+      cache.delete(id);
     },
     get entries() {
       return cache.size;

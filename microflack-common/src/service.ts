@@ -156,6 +156,11 @@ export interface RunServiceOptions {
   etcd: Etcd3;
   /** URL prefix registered as `/services/<name>/location`. */
   location: string;
+  /**
+   * More prefixes this instance serves, each registered as a service of its own (same address,
+   * same lease rules) so that the LB routes it here: one location per service in etcd.
+   */
+  also?: Array<{ name: string; location: string }>;
   backend?: Record<string, string>;
   /** Closed in order after the last request has been answered. */
   close?: Array<() => Promise<unknown> | void>;
@@ -210,6 +215,15 @@ export async function runService(opts: RunServiceOptions): Promise<RunningServic
     location: opts.location,
     backend: { balance: config.LB_ALGORITHM, ...opts.backend },
   });
+  const extra = (opts.also ?? []).map((a) =>
+    register(opts.etcd, {
+      service: a.name,
+      instance: config.INSTANCE_NAME,
+      address,
+      location: a.location,
+      backend: { balance: config.LB_ALGORITHM, ...opts.backend },
+    }),
+  );
   log.info({ address, location: opts.location }, 'listening');
   const live = watchLiveSettings(opts.etcd, name, {
     log_level: {
@@ -224,7 +238,7 @@ export async function runService(opts: RunServiceOptions): Promise<RunningServic
     stopping ??= (async () => {
       log.info({ reason }, 'shutting down');
       state.draining = true;
-      await registration.deregister();
+      await Promise.all([registration, ...extra].map((r) => r.deregister()));
       await live.close();
       // Keep answering while the LB reloads without this instance.
       await new Promise((r) => setTimeout(r, config.SHUTDOWN_GRACE_MS));

@@ -66,6 +66,13 @@ describe('the OpenAPI document', () => {
     assert.deepEqual([...new Set(apiOperations.map((op) => op.path))].sort(), [
       '/api/messages',
       '/api/messages/{id}',
+      '/api/messages/{id}/reactions/{emoji}',
+      '/api/rooms',
+      '/api/rooms/direct',
+      '/api/rooms/memberships',
+      '/api/rooms/{id}',
+      '/api/rooms/{id}/members/{user_id}',
+      '/api/rooms/{id}/read',
       '/api/tokens',
       '/api/users',
       '/api/users/me',

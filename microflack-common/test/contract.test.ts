@@ -34,6 +34,7 @@ const message = {
   source: 'hi',
   html: '<p>hi</p>',
   user_id: 1,
+  room_id: 1,
   _links: { self: '/api/messages/2', user: '/api/users/1' },
 };
 
@@ -63,6 +64,7 @@ describe('the contract', () => {
       expiredToken: 'expired_token',
       pingUser: 'ping_user',
       postMessage: 'post_message',
+      typing: 'typing',
     });
   });
 

@@ -15,6 +15,7 @@ function message(id: number, source: string): Message {
     source,
     html: `<p>${source}</p>`,
     user_id: 1,
+    room_id: 1,
     _links: { self: `/api/messages/${id}`, user: '/api/users/1' },
   });
 }

@@ -7,14 +7,18 @@ import {
   type Knex,
 } from '@microflack/common';
 import type { Express } from 'express';
-import { MESSAGES_MOUNT, messagesApi } from '@microflack/common/api';
+import { MESSAGES_MOUNT, messagesApi, ROOMS_MOUNT, roomsApi } from '@microflack/common/api';
+import type { Directory } from './directory.js';
 import { createPreviewer, type Previewer, type PreviewSettings } from './previewer.js';
+import { roomsRouter } from './rooms-routes.js';
 import { messagesRouter } from './routes.js';
 
 export interface Deps {
   db: Knex;
   auth: Auth;
   events: Events;
+  /** Who user ids are (the users service, through the LB). */
+  directory: Directory;
   previews?: PreviewSettings;
   /** Bytes of serialised messages each instance keeps for the list. */
   jsonCacheBytes?: number;
@@ -32,10 +36,11 @@ export function createApp(deps: Deps): MessagesApp {
         ...deps.health,
         database: { critical: true, check: () => deps.db.raw('select 1') },
       },
-      operations: Object.values(messagesApi),
+      operations: [...Object.values(messagesApi), ...Object.values(roomsApi)],
     },
     (app) => {
       app.use(MESSAGES_MOUNT, messagesRouter({ ...deps, previewer }));
+      app.use(ROOMS_MOUNT, roomsRouter(deps));
     },
   );
   return Object.assign(app, { previewer });

@@ -2,6 +2,7 @@
 import { connectPlatform, loadConfig, logger, onOff, openDb, runService } from '@microflack/common';
 import { createApp } from './app.js';
 import { messagesConfig } from './config.js';
+import { createDirectory } from './directory.js';
 import { migrations } from './migrations.js';
 
 const config = loadConfig(messagesConfig);
@@ -15,6 +16,7 @@ const app = createApp({
   db,
   auth: platform.auth,
   events: platform.events,
+  directory: createDirectory(platform.lb),
   health: platform.health,
   previews: {
     allowPrivate: config.LINK_PREVIEW_ALLOW_PRIVATE === '1',
@@ -29,6 +31,9 @@ await runService({
   app,
   etcd: platform.etcd,
   location: '/api/messages',
+  // The same instances serve /api/rooms (rooms live with the messages they guard): registered as
+  // the service `rooms`, so the LB routes that prefix here too.
+  also: [{ name: 'rooms', location: '/api/rooms' }],
   close: [() => app.previewer.close(), () => platform.close(), () => db.destroy()],
   live: {
     link_previews: {

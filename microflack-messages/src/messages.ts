@@ -1,5 +1,6 @@
 // The messages table: queries and the JSON a message is answered with.
-import type { Knex, Message } from '@microflack/common';
+import { isMysql, roomSocketRoom, type Knex, type Message } from '@microflack/common';
+import { GENERAL_ROOM_ID, nicknameKey, type Reaction } from '@microflack/common/api';
 
 export interface MessageRow {
   id: number;
@@ -8,18 +9,40 @@ export interface MessageRow {
   source: string;
   html: string;
   user_id: number;
+  room_id: number;
+  deleted: boolean | number;
+  /** The reactions' JSON (Reaction[]), null when none. */
+  reactions: string | null;
 }
 
 /** A message as the API answers it and updated_model carries it: the contract's Message. */
 export type MessageJson = Message;
 
 // Only what the JSON needs: the list is the hot path (every client polls it).
-const COLUMNS = ['id', 'created_at', 'updated_at', 'source', 'html', 'user_id'] as const;
+const COLUMNS = [
+  'id',
+  'created_at',
+  'updated_at',
+  'source',
+  'html',
+  'user_id',
+  'room_id',
+  'deleted',
+  'reactions',
+] as const;
 
 export const SECONDS_PER_DAY = 24 * 60 * 60;
 
 export function nowSeconds(): number {
   return Math.floor(Date.now() / 1000);
+}
+
+/**
+ * Who hears of a room's changes: general's go to every socket (the original's updated_model, for
+ * the original's clients); any other room's only to its members' sockets (the gateway joins them).
+ */
+export function audienceOf(roomId: number): string[] | undefined {
+  return roomId === GENERAL_ROOM_ID ? undefined : [roomSocketRoom(roomId)];
 }
 
 export function messageUrl(id: number): string {
@@ -34,6 +57,9 @@ export function toJson(m: MessageRow): MessageJson {
     source: m.source,
     html: m.html,
     user_id: m.user_id,
+    room_id: m.room_id,
+    ...(m.deleted ? { deleted: true as const } : {}),
+    ...(m.reactions ? { reactions: JSON.parse(m.reactions) as Reaction[] } : {}),
     _links: { self: messageUrl(m.id), user: `/api/users/${m.user_id}` },
   };
 }
@@ -45,6 +71,7 @@ export async function findMessage(db: Knex, id: number): Promise<MessageRow | un
 }
 
 export interface ListQuery {
+  roomId: number;
   since: number;
   userId?: number;
   limit?: number;
@@ -60,14 +87,15 @@ export interface MessageKey {
 }
 
 /**
- * The list, as keys only: answered from the (updated_at, id, version) or (user_id, updated_at, id,
- * version) index alone, without reading the rows. The rows come from findMessagesByIds, for the
+ * The list, as keys only: answered from the (room_id, updated_at, id, version) or (room_id, user_id,
+ * updated_at, id, version) index alone, without reading the rows. The rows come from findMessagesByIds, for the
  * versions not already serialised.
  */
 export async function listMessageKeys(db: Knex, q: ListQuery): Promise<MessageKey[]> {
   const query = db<MessageKey>('messages')
     .select('id', 'updated_at', 'version')
-    .where('updated_at', '>=', q.since)
+    .where('room_id', q.roomId)
+    .andWhere('updated_at', '>=', q.since)
     .orderBy([
       { column: 'updated_at', order: 'asc' },
       { column: 'id', order: 'asc' },
@@ -105,9 +133,67 @@ export async function findMessagesByIds(
   return out;
 }
 
+/** History: the `limit` messages of a room with an id below `before`, oldest first ((room_id, id) index). */
+export async function historyKeys(
+  db: Knex,
+  roomId: number,
+  before: number,
+  limit: number,
+): Promise<MessageKey[]> {
+  const rows = await db<MessageKey>('messages')
+    .select('id', 'updated_at', 'version')
+    .where('room_id', roomId)
+    .andWhere('id', '<', before)
+    .orderBy('id', 'desc')
+    .limit(limit);
+  return rows.reverse();
+}
+
+// Words: letters, digits, underscore. Anything else separates them and never reaches the engine's
+// query syntax (FTS5 phrases, MariaDB boolean operators).
+const WORD = /[\p{L}\p{N}_]+/gu;
+const MAX_SEARCH_WORDS = 10;
+
+export function searchWords(q: string): string[] {
+  return [...new Set(q.match(WORD) ?? [])].slice(0, MAX_SEARCH_WORDS);
+}
+
+/**
+ * Full-text search (every word), newest first, below `before`: MariaDB's FULLTEXT index or
+ * SQLite's FTS5 table; `rooms` is a subquery or list of the rooms the caller reads.
+ */
+export async function searchKeys(
+  db: Knex,
+  words: string[],
+  rooms: number[] | Knex.QueryBuilder,
+  before: number,
+  limit: number,
+): Promise<MessageKey[]> {
+  let query;
+  if (isMysql(db)) {
+    query = db('messages as m')
+      .select('m.id', 'm.updated_at', 'm.version')
+      .whereRaw('MATCH(m.source) AGAINST (? IN BOOLEAN MODE)', [
+        words.map((w) => `+${w}`).join(' '),
+      ]);
+  } else {
+    query = db('messages_fts as f')
+      .join('messages as m', 'm.id', 'f.rowid')
+      .select('m.id', 'm.updated_at', 'm.version')
+      .whereRaw('messages_fts MATCH ?', [words.map((w) => `"${w}"`).join(' ')]);
+  }
+  const rows = await query
+    .whereIn('m.room_id', rooms)
+    .andWhere('m.id', '<', before)
+    .andWhere('m.deleted', false)
+    .orderBy('m.id', 'desc')
+    .limit(limit);
+  return rows as MessageKey[];
+}
+
 export async function insertMessage(
   db: Knex,
-  m: { source: string; html: string; user_id: number; preview_pending: boolean },
+  m: { source: string; html: string; user_id: number; room_id: number; preview_pending: boolean },
 ): Promise<MessageRow> {
   const now = nowSeconds();
   const [id] = await db('messages').insert({ ...m, created_at: now, updated_at: now });
@@ -118,7 +204,120 @@ export async function insertMessage(
     source: m.source,
     html: m.html,
     user_id: m.user_id,
+    room_id: m.room_id,
+    deleted: false,
+    reactions: null,
   };
+}
+
+// `@nickname`, not inside a word or an address (a@b.c): what counts as a mention of that user.
+const MENTION = /(?<![\p{L}\p{N}_@.])@([\p{L}\p{N}_][\p{L}\p{N}_.-]{0,31})/gu;
+const MAX_MENTIONS = 20;
+
+/** The nickname identities a source mentions (trailing dots and dashes end the sentence). */
+export function mentionKeys(source: string): string[] {
+  const keys = new Set<string>();
+  for (const m of source.matchAll(MENTION)) {
+    const name = (m[1] as string).replace(/[.-]+$/, '');
+    if (name) keys.add(nicknameKey(name));
+    if (keys.size >= MAX_MENTIONS) break;
+  }
+  return [...keys];
+}
+
+/** The message's mentions, as its source now has them. */
+export async function setMentions(
+  db: Knex,
+  message: { id: number; room_id: number },
+  source: string,
+): Promise<void> {
+  await db('mentions').where('message_id', message.id).delete();
+  const keys = mentionKeys(source);
+  if (keys.length === 0) return;
+  await db('mentions')
+    .insert(
+      keys.map((k) => ({ nickname_key: k, room_id: message.room_id, message_id: message.id })),
+    )
+    .onConflict(['nickname_key', 'room_id', 'message_id'])
+    .ignore();
+}
+
+/** Erases the text, reactions and mentions; the row stays, a tombstone. */
+export async function tombstone(db: Knex, id: number): Promise<void> {
+  await db.transaction(async (trx) => {
+    await trx('reactions').where('message_id', id).delete();
+    await trx('mentions').where('message_id', id).delete();
+    await trx('messages').where({ id }).update({
+      source: '',
+      html: '',
+      deleted: true,
+      reactions: null,
+      preview_pending: false,
+      updated_at: nowSeconds(),
+    });
+  });
+}
+
+/**
+ * Adds or removes one reaction and writes the message's summary in the same transaction (which
+ * bumps its version and updated_at, so the list and pollers see it). `false` when the message has
+ * `maxEmoji` different emoji already and this one is new.
+ */
+export async function react(
+  db: Knex,
+  r: { messageId: number; emoji: string; userId: number; on: boolean },
+  limits: { maxEmoji: number; maxListed: number },
+): Promise<boolean> {
+  return db.transaction(async (trx) => {
+    if (r.on) {
+      const kinds = await trx('reactions')
+        .where('message_id', r.messageId)
+        .distinct('emoji')
+        .limit(limits.maxEmoji + 1);
+      const known = kinds.some((k: { emoji: string }) => k.emoji === r.emoji);
+      if (!known && kinds.length >= limits.maxEmoji) return false;
+      await trx('reactions')
+        .insert({
+          message_id: r.messageId,
+          emoji: r.emoji,
+          user_id: r.userId,
+          created_at: nowSeconds(),
+        })
+        .onConflict(['message_id', 'emoji', 'user_id'])
+        .ignore();
+    } else {
+      await trx('reactions')
+        .where({ message_id: r.messageId, emoji: r.emoji, user_id: r.userId })
+        .delete();
+    }
+    const counts = await trx('reactions')
+      .select('emoji')
+      .min({ first: 'created_at' })
+      .count({ n: '*' })
+      .where('message_id', r.messageId)
+      .groupBy('emoji')
+      .orderBy([{ column: 'first' }, { column: 'emoji' }]);
+    const summary: Reaction[] = [];
+    for (const c of counts as Array<{ emoji: string; n: number | string }>) {
+      const users = await trx('reactions')
+        .select('user_id')
+        .where({ message_id: r.messageId, emoji: c.emoji })
+        .orderBy([{ column: 'created_at' }, { column: 'user_id' }])
+        .limit(limits.maxListed);
+      summary.push({
+        emoji: c.emoji,
+        count: Number(c.n),
+        user_ids: users.map((u: { user_id: number }) => u.user_id),
+      });
+    }
+    await trx('messages')
+      .where({ id: r.messageId })
+      .update({
+        reactions: summary.length > 0 ? JSON.stringify(summary) : null,
+        updated_at: nowSeconds(),
+      });
+    return true;
+  });
 }
 
 export async function updateSource(

@@ -1,4 +1,5 @@
-// The messages table, as the original's, plus the flag that makes link previews crash-safe.
+// The messages table, as the original's, plus the flag that makes link previews crash-safe; rooms,
+// their members and read markers, reactions, mentions and the full-text index (003).
 import { isMysql, type Migration } from '@microflack/common';
 
 export const migrations: Migration[] = [
@@ -73,6 +74,122 @@ export const migrations: Migration[] = [
         t.dropIndex([], 'messages_user_id_updated_at_id_version');
         t.dropColumn('version');
       });
+    },
+  },
+  {
+    // Rooms (1 is general, the original's one room: every existing message is in it), members with
+    // their read markers, reactions, mentions, tombstones and the full-text index.
+    name: '003-rooms',
+    async up(db) {
+      await db.schema.createTable('rooms', (t) => {
+        t.increments('id');
+        t.string('name', 320).notNullable();
+        t.string('topic', 1000).notNullable().defaultTo('');
+        t.boolean('private').notNullable().defaultTo(false);
+        // "<lower user id>:<higher user id>" for a direct room, unique: one room per pair.
+        t.string('direct_key', 40).nullable().unique('rooms_direct_key');
+        t.integer('created_by').notNullable().defaultTo(0);
+        t.integer('created_at').notNullable();
+        t.integer('updated_at').notNullable();
+        // The public rooms, by id (the room list's keyset).
+        t.index(['private', 'id'], 'rooms_private_id');
+      });
+      const now = Math.floor(Date.now() / 1000);
+      await db('rooms').insert({
+        id: 1,
+        name: 'general',
+        topic: '',
+        private: false,
+        created_by: 0,
+        created_at: now,
+        updated_at: now,
+      });
+      await db.schema.createTable('room_members', (t) => {
+        t.integer('room_id').notNullable();
+        t.integer('user_id').notNullable();
+        t.integer('joined_at').notNullable();
+        t.integer('last_read_id').notNullable().defaultTo(0);
+        t.primary(['room_id', 'user_id']);
+        t.index(['user_id', 'room_id'], 'room_members_user_id_room_id');
+      });
+      await db.schema.alterTable('messages', (t) => {
+        t.integer('room_id').notNullable().defaultTo(1);
+        t.boolean('deleted').notNullable().defaultTo(false);
+        // The reactions as the JSON shows them (a summary of the reactions table, kept with the
+        // row so that a reaction bumps the row's version and updated_at like any change).
+        t.text('reactions').nullable();
+      });
+      await db.schema.alterTable('messages', (t) => {
+        // The list (a room's last day, by updated_at), the history (by id) and the unread count.
+        t.index(['room_id', 'updated_at', 'id', 'version'], 'messages_room_updated_at_id_version');
+        t.index(
+          ['room_id', 'user_id', 'updated_at', 'id', 'version'],
+          'messages_room_user_updated_at_id_version',
+        );
+        t.index(['room_id', 'id'], 'messages_room_id_id');
+      });
+      await db.schema.createTable('reactions', (t) => {
+        t.integer('message_id').notNullable();
+        t.string('emoji', 64).notNullable();
+        t.integer('user_id').notNullable();
+        t.integer('created_at').notNullable();
+        t.primary(['message_id', 'emoji', 'user_id']);
+      });
+      await db.schema.createTable('mentions', (t) => {
+        // Who is mentioned, as a nickname's identity (nicknameKey): the users service owns
+        // nicknames; the count asks it for the caller's.
+        t.string('nickname_key', 160).notNullable();
+        t.integer('room_id').notNullable();
+        t.integer('message_id').notNullable();
+        t.primary(['nickname_key', 'room_id', 'message_id']);
+        t.index(['message_id'], 'mentions_message_id');
+      });
+      if (isMysql(db)) {
+        await db.raw('ALTER TABLE messages ADD FULLTEXT INDEX messages_source_ft (source)');
+      } else {
+        // An external-content FTS5 table over messages.source, kept by triggers.
+        await db.raw(
+          "CREATE VIRTUAL TABLE messages_fts USING fts5(source, content='messages', content_rowid='id')",
+        );
+        await db.raw(
+          'CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages BEGIN ' +
+            'INSERT INTO messages_fts(rowid, source) VALUES (new.id, new.source); END',
+        );
+        await db.raw(
+          'CREATE TRIGGER messages_fts_delete AFTER DELETE ON messages BEGIN ' +
+            "INSERT INTO messages_fts(messages_fts, rowid, source) VALUES ('delete', old.id, old.source); END",
+        );
+        await db.raw(
+          'CREATE TRIGGER messages_fts_update AFTER UPDATE OF source ON messages BEGIN ' +
+            "INSERT INTO messages_fts(messages_fts, rowid, source) VALUES ('delete', old.id, old.source); " +
+            'INSERT INTO messages_fts(rowid, source) VALUES (new.id, new.source); END',
+        );
+        await db.raw("INSERT INTO messages_fts(messages_fts) VALUES ('rebuild')");
+      }
+    },
+    async down(db) {
+      if (isMysql(db)) {
+        await db.raw('ALTER TABLE messages DROP INDEX messages_source_ft');
+      } else {
+        for (const t of ['insert', 'delete', 'update']) {
+          await db.raw(`DROP TRIGGER IF EXISTS messages_fts_${t}`);
+        }
+        await db.raw('DROP TABLE IF EXISTS messages_fts');
+      }
+      await db.schema.dropTable('mentions');
+      await db.schema.dropTable('reactions');
+      await db.schema.alterTable('messages', (t) => {
+        t.dropIndex([], 'messages_room_updated_at_id_version');
+        t.dropIndex([], 'messages_room_user_updated_at_id_version');
+        t.dropIndex([], 'messages_room_id_id');
+      });
+      await db.schema.alterTable('messages', (t) => {
+        t.dropColumn('room_id');
+        t.dropColumn('deleted');
+        t.dropColumn('reactions');
+      });
+      await db.schema.dropTable('room_members');
+      await db.schema.dropTable('rooms');
     },
   },
 ];

@@ -7,7 +7,7 @@ import {
   PreviewError,
   type FetchSettings,
 } from './link-preview.js';
-import { findMessage, nowSeconds, toJson } from './messages.js';
+import { audienceOf, findMessage, nowSeconds, toJson } from './messages.js';
 
 const log = logger.child({ module: 'previews' });
 
@@ -98,7 +98,9 @@ export function createPreviewer(
       .update({ html: base + extra, preview_pending: false, updated_at: nowSeconds() });
     if (updated === 0) return;
     const message = await findMessage(db, id);
-    if (message) events.emitUpdatedModel('Message', toJson(message));
+    if (message) {
+      events.emitUpdatedModel('Message', toJson(message), audienceOf(message.room_id));
+    }
   }
 
   function schedule(id: number): void {

@@ -1,21 +1,33 @@
-// The /api/messages routes: read, post and edit messages.
-import { Router } from 'express';
+// The /api/messages routes: read, post, edit and delete messages, react, page back, search; in the
+// rooms the caller can read.
+import { Router, type Request } from 'express';
 import { HttpError, type Auth, type Events, type Knex } from '@microflack/common';
 import {
+  audienceOf,
   findMessage,
   findMessagesByIds,
+  historyKeys,
   insertMessage,
   listMessageKeys,
   messageUrl,
   nowSeconds,
+  react,
+  searchKeys,
+  searchWords,
   SECONDS_PER_DAY,
+  setMentions,
   toJson,
+  tombstone,
   updateSource,
   type ListQuery,
   type MessageKey,
+  type MessageRow,
 } from './messages.js';
 import { createRowJsonCache, joinJson, type RowJsonCache } from '@microflack/common';
 import {
+  GENERAL_ROOM_ID,
+  MAX_EMOJI_PER_MESSAGE,
+  MAX_REACTORS_LISTED,
   MessageIdParams,
   MessageListQuery,
   messagesApi as api,
@@ -23,7 +35,9 @@ import {
   parseBody,
   parseParams,
   parseQuery,
+  ReactionParams,
 } from '@microflack/common/api';
+import { findRoom, isMember, isPrivate, readableRoom } from './rooms.js';
 import type { Previewer } from './previewer.js';
 import { renderMarkdown } from './render.js';
 
@@ -40,11 +54,20 @@ export interface RouteDeps {
 export const DEFAULT_JSON_CACHE_BYTES = 16 * 1024 * 1024;
 
 const MESSAGE_NOT_FOUND = 'message not found';
+const ROOM_NOT_FOUND = 'room not found';
+/** History and search pages when no limit is asked. */
+export const DEFAULT_HISTORY_PAGE = 50;
+
+export function callerId(req: Request): number | undefined {
+  const id = req.auth?.claims.user_id;
+  return typeof id === 'number' ? id : undefined;
+}
 
 /** The list's filters: as the original, never more than the last day, whatever was asked. */
-function listQuery(query: MessageListQuery): ListQuery {
+function listQuery(query: MessageListQuery, roomId: number): ListQuery {
   const dayAgo = nowSeconds() - SECONDS_PER_DAY;
   const q: ListQuery = {
+    roomId,
     since: Math.max(query.updated_since ?? 0, dayAgo),
     userId: query.user_id,
     limit: query.limit,
@@ -60,10 +83,21 @@ function nextPageUrl(
   last: { updated_at: number; id: number },
 ): string {
   const params = new URLSearchParams();
+  if (query.room_id !== undefined) params.set('room_id', String(query.room_id));
   if (query.updated_since !== undefined) params.set('updated_since', String(query.updated_since));
   if (query.user_id !== undefined) params.set('user_id', String(query.user_id));
   params.set('limit', String(limit));
   params.set('after', `${last.updated_at},${last.id}`);
+  return `/api/messages?${params.toString()}`;
+}
+
+/** The older page of a history or search: same room and words, below the oldest id here. */
+function beforePageUrl(query: MessageListQuery, limit: number, below: number): string {
+  const params = new URLSearchParams();
+  if (query.room_id !== undefined) params.set('room_id', String(query.room_id));
+  if (query.q !== undefined) params.set('q', query.q);
+  params.set('limit', String(limit));
+  params.set('before', String(below));
   return `/api/messages?${params.toString()}`;
 }
 
@@ -120,16 +154,26 @@ export function messagesRouter({
     return last.body;
   }
 
-  router.get(api.listMessages.route, auth.tokenOptional, async (req, res) => {
-    const query = parseQuery(MessageListQuery, req.query);
-    const q = listQuery(query);
-    const keys = await listMessageKeys(db, q);
-    let tail = ']}';
-    const lastKey = keys[keys.length - 1];
-    if (q.limit !== undefined && keys.length === q.limit && lastKey) {
-      const next = nextPageUrl(query, q.limit, lastKey);
-      tail = `],"next":${JSON.stringify(next)}}`;
+  /** The room this caller reads, or 404 (a private room of others is not told apart from none). */
+  async function roomToRead(roomId: number, userId: number | undefined) {
+    if (roomId === GENERAL_ROOM_ID) return;
+    if (!(await readableRoom(db, roomId, userId))) throw new HttpError(404, ROOM_NOT_FOUND);
+  }
+
+  /** The message if this caller may read it (its room public, or the caller a member), else 404. */
+  async function messageToRead(id: number, userId: number | undefined): Promise<MessageRow> {
+    const message = await findMessage(db, id);
+    if (!message) throw new HttpError(404, MESSAGE_NOT_FOUND);
+    if (message.room_id !== GENERAL_ROOM_ID) {
+      const room = await findRoom(db, message.room_id);
+      if (!room || (isPrivate(room) && !(await isMember(db, room.id, userId)))) {
+        throw new HttpError(404, MESSAGE_NOT_FOUND);
+      }
     }
+    return message;
+  }
+
+  async function sendKeys(res: import('express').Response, keys: MessageKey[], tail: string) {
     let body = sameAsLast(keys, tail);
     if (!body) {
       const { parts, exact } = await serialised(keys);
@@ -139,46 +183,152 @@ export function messagesRouter({
     // The same bytes res.json would send for { messages, next }, without serialising them again.
     res.set('Content-Type', 'application/json; charset=utf-8');
     res.send(body);
+  }
+
+  router.get(api.listMessages.route, auth.tokenOptional, async (req, res) => {
+    const query = parseQuery(MessageListQuery, req.query);
+    const userId = callerId(req);
+    const roomId = query.room_id ?? GENERAL_ROOM_ID;
+    if (query.q !== undefined || query.before !== undefined) {
+      // History and search page by id; the last day's filters do not apply.
+      for (const p of ['updated_since', 'after', 'user_id'] as const) {
+        if (query[p] !== undefined) {
+          throw new HttpError(
+            400,
+            `${p} cannot be combined with ${query.q !== undefined ? 'q' : 'before'}`,
+          );
+        }
+      }
+      const limit = query.limit ?? DEFAULT_HISTORY_PAGE;
+      const before = query.before ?? Number.MAX_SAFE_INTEGER;
+      let keys: MessageKey[];
+      if (query.q !== undefined) {
+        const words = searchWords(query.q);
+        if (words.length === 0) throw new HttpError(400, 'q must contain a word');
+        let rooms: number[] | Knex.QueryBuilder;
+        if (query.room_id !== undefined) {
+          await roomToRead(roomId, userId);
+          rooms = [roomId];
+        } else {
+          // General, the public rooms and the caller's.
+          rooms = db('rooms').select('id').where('private', false);
+          if (userId !== undefined) {
+            rooms = rooms.union(db('room_members').select('room_id').where('user_id', userId));
+          }
+        }
+        keys = await searchKeys(db, words, rooms, before, limit);
+      } else {
+        await roomToRead(roomId, userId);
+        keys = await historyKeys(db, roomId, before, limit);
+      }
+      let tail = ']}';
+      if (keys.length === limit && keys.length > 0) {
+        const oldest = Math.min(...keys.map((k) => k.id));
+        tail = `],"next":${JSON.stringify(beforePageUrl(query, limit, oldest))}}`;
+      }
+      await sendKeys(res, keys, tail);
+      return;
+    }
+    await roomToRead(roomId, userId);
+    const q = listQuery(query, roomId);
+    const keys = await listMessageKeys(db, q);
+    let tail = ']}';
+    const lastKey = keys[keys.length - 1];
+    if (q.limit !== undefined && keys.length === q.limit && lastKey) {
+      const next = nextPageUrl(query, q.limit, lastKey);
+      tail = `],"next":${JSON.stringify(next)}}`;
+    }
+    await sendKeys(res, keys, tail);
   });
 
   router.post(api.createMessage.route, auth.tokenRequired, async (req, res) => {
-    const { source } = parseBody(MessageSource, req.body);
+    const { source, room_id: roomId = GENERAL_ROOM_ID } = parseBody(MessageSource, req.body);
+    const userId = callerId(req) ?? 0;
+    if (roomId !== GENERAL_ROOM_ID) {
+      const room = await findRoom(db, roomId);
+      const member = room !== undefined && (await isMember(db, roomId, userId));
+      if (!room || (isPrivate(room) && !member)) throw new HttpError(404, ROOM_NOT_FOUND);
+      if (!member) throw new HttpError(403, 'join the room first');
+    }
     const html = renderMarkdown(source);
     const links = previewer.linksOf(html);
     const message = await insertMessage(db, {
       source,
       html,
-      user_id: (req.auth?.claims.user_id as number) ?? 0,
+      user_id: userId,
+      room_id: roomId,
       preview_pending: links.length > 0,
     });
+    await setMentions(db, message, source);
     const json = toJson(message);
     // Queued before answering (it starts only after this handler yields), so the 201 never waits on it.
     if (links.length > 0) previewer.schedule(message.id);
     res.status(201).location(messageUrl(message.id)).json(json);
-    events.emitUpdatedModel('Message', json);
+    events.emitUpdatedModel('Message', json, audienceOf(roomId));
   });
 
   router.get(api.getMessage.route, auth.tokenOptional, async (req, res) => {
     const { id } = parseParams(MessageIdParams, req.params, MESSAGE_NOT_FOUND);
-    const message = await findMessage(db, id);
-    if (!message) throw new HttpError(404, MESSAGE_NOT_FOUND);
-    res.json(toJson(message));
+    res.json(toJson(await messageToRead(id, callerId(req))));
   });
+
+  /** Tells every reader of the message's room what it is now. */
+  async function announce(id: number): Promise<void> {
+    const updated = await findMessage(db, id);
+    if (updated) events.emitUpdatedModel('Message', toJson(updated), audienceOf(updated.room_id));
+  }
 
   router.put(api.updateMessage.route, auth.tokenRequired, async (req, res) => {
     const { id } = parseParams(MessageIdParams, req.params, MESSAGE_NOT_FOUND);
-    const message = await findMessage(db, id);
-    if (!message) throw new HttpError(404, MESSAGE_NOT_FOUND);
-    if (message.user_id !== req.auth?.claims.user_id) throw new HttpError(403, 'not your message');
+    const message = await messageToRead(id, callerId(req));
+    if (message.user_id !== callerId(req)) throw new HttpError(403, 'not your message');
+    if (message.deleted) throw new HttpError(403, 'message deleted');
     const { source } = parseBody(MessageSource, req.body);
     const html = renderMarkdown(source);
     const links = previewer.linksOf(html);
     await updateSource(db, id, { source, html, preview_pending: links.length > 0 });
+    await setMentions(db, message, source);
     if (links.length > 0) previewer.schedule(id);
     res.status(204).end();
-    const updated = await findMessage(db, id);
-    if (updated) events.emitUpdatedModel('Message', toJson(updated));
+    await announce(id);
   });
+
+  router.delete(api.deleteMessage.route, auth.tokenRequired, async (req, res) => {
+    const { id } = parseParams(MessageIdParams, req.params, MESSAGE_NOT_FOUND);
+    const message = await messageToRead(id, callerId(req));
+    if (message.user_id !== callerId(req)) throw new HttpError(403, 'not your message');
+    if (message.deleted) {
+      res.status(204).end();
+      return;
+    }
+    await tombstone(db, id);
+    cache.delete(id);
+    last = undefined;
+    res.status(204).end();
+    await announce(id);
+  });
+
+  for (const on of [true, false]) {
+    const op = on ? api.addReaction : api.removeReaction;
+    router[op.method](op.route, auth.tokenRequired, async (req, res) => {
+      const { id, emoji } = parseParams(ReactionParams, req.params, MESSAGE_NOT_FOUND);
+      const userId = callerId(req) ?? 0;
+      const message = await messageToRead(id, userId);
+      if (message.deleted) {
+        if (on) throw new HttpError(403, 'message deleted');
+        res.status(204).end();
+        return;
+      }
+      const done = await react(
+        db,
+        { messageId: id, emoji, userId, on },
+        { maxEmoji: MAX_EMOJI_PER_MESSAGE, maxListed: MAX_REACTORS_LISTED },
+      );
+      if (!done) throw new HttpError(409, 'too many reactions');
+      res.status(204).end();
+      await announce(id);
+    });
+  }
 
   return router;
 }

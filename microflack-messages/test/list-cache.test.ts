@@ -1,4 +1,5 @@
 // The list answers from each message's kept JSON: these try to make it serve a stale or wrong one.
+import { createDirectory } from '../src/directory.js';
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -19,7 +20,17 @@ import { nowSeconds, SECONDS_PER_DAY, toJson, type MessageRow } from '../src/mes
 import { migrations } from '../src/migrations.js';
 import type { DbKind } from '@microflack/testkit/apps';
 
-const COLUMNS = ['id', 'created_at', 'updated_at', 'source', 'html', 'user_id'];
+const COLUMNS = [
+  'id',
+  'created_at',
+  'updated_at',
+  'source',
+  'html',
+  'user_id',
+  'room_id',
+  'deleted',
+  'reactions',
+];
 
 /** What the list answered before it kept JSON: every row read and serialised by res.json. */
 async function reference(
@@ -28,7 +39,8 @@ async function reference(
 ): Promise<string> {
   const q = db<MessageRow>('messages')
     .select(...COLUMNS)
-    .where('updated_at', '>=', nowSeconds() - SECONDS_PER_DAY)
+    .where('room_id', 1)
+    .andWhere('updated_at', '>=', nowSeconds() - SECONDS_PER_DAY)
     .orderBy([
       { column: 'updated_at', order: 'asc' },
       { column: 'id', order: 'asc' },
@@ -119,7 +131,11 @@ for (const kind of ['mariadb', 'sqlite'] as DbKind[]) {
       dbA = await openDb({ databaseUrl, home, service: 'messages' }, migrations);
       dbB = await openDb({ databaseUrl, home, service: 'messages' }, migrations);
       const platform = await stack.platform();
-      const deps = { auth: platform.auth, events: platform.events };
+      const deps = {
+        auth: platform.auth,
+        events: platform.events,
+        directory: createDirectory(platform.lb),
+      };
       a = createApp({ ...deps, db: dbA, previews: { allowPrivate: true } });
       b = createApp({ ...deps, db: dbB, previews: { allowPrivate: true } });
       tokenFor = (userId) => platform.auth.generateToken(userId);
@@ -261,6 +277,7 @@ for (const kind of ['mariadb', 'sqlite'] as DbKind[]) {
       const tiny = createApp({
         db: dbB,
         auth: platform.auth,
+        directory: createDirectory(platform.lb),
         events: platform.events,
         jsonCacheBytes: 400,
       });

@@ -35,10 +35,12 @@ for (const kind of ['mariadb', 'sqlite'] as DbKind[]) {
         'created_at',
         'html',
         'id',
+        'room_id',
         'source',
         'updated_at',
         'user_id',
       ]);
+      assert.equal(created.body.room_id, 1, 'posted without a room: general');
       assert.deepEqual(created.body._links, { self: url, user: '/api/users/1' });
       assert.ok(
         Number.isInteger(created.body.created_at) &&

@@ -1,11 +1,14 @@
-// Browser events in (ping_user, post_message, disconnect), answered by calling users and messages
-// through the load balancer; updated_model events out, fed to every instance by the Redis adapter.
+// Browser events in (ping_user, post_message, typing, disconnect), answered by calling users and
+// messages through the load balancer; updated_model events out, fed to every instance by the Redis
+// adapter. A socket that brings a token in its handshake (`auth: { token }`) joins its user's
+// Socket.IO room and one per room it is a member of: rooms other than general are heard only there.
+// A socket without one (the original's clients, anonymous readers) hears general only.
 //
-// Presence: a signed-in socket joins the Socket.IO room of its user (`user:<id>`). When it
-// disconnects, the user is signed off (DELETE /api/users/me) only if no other socket of theirs is
-// left in that room on any instance (the adapter asks every instance through Redis): closing one
-// of two tabs leaves the user online. If the others cannot be asked in time, the user is signed
-// off as before; the other tab's next ping puts them back online.
+// Presence: a socket whose token a service accepted is in the Socket.IO room of its user
+// (`user:<id>`). When it disconnects, the user is signed off (DELETE /api/users/me) only if no
+// other socket of theirs is left in that room on any instance (the adapter asks every instance
+// through Redis): closing one of two tabs leaves the user online. If the others cannot be asked in
+// time, the user is signed off as before; the other tab's next ping puts them back online.
 import { Server, type Socket } from 'socket.io';
 import { createAdapter } from '@socket.io/redis-adapter';
 import type { Redis } from 'ioredis';
@@ -15,7 +18,10 @@ import {
   EVENTS,
   logger,
   PostMessageDataSchema,
+  roomSocketRoom,
   SOCKETIO_LOCATION,
+  TypingDataSchema,
+  userSocketRoom,
   type ClientToServerEvents,
   type EventError,
   type LbClient,
@@ -61,9 +67,18 @@ type GatewaySocket = Socket<ClientEventsUnchecked, ServerToClientEvents>;
 interface SocketData {
   /** The last token that the users service accepted, used to sign the user out on disconnect. */
   token?: string;
-  /** The room of that token's user, joined once a service accepted the token. */
-  userRoom?: string;
+  /** Set once a token of this user was accepted; the socket is then in its user's room. */
+  userId?: number;
   inFlight: number;
+}
+
+/** At most one typing event a second per user (per gateway instance), the rest dropped. */
+export const TYPING_INTERVAL_MS = 1000;
+const ROOM_PREFIX = 'room:';
+
+interface Memberships {
+  user_id: number;
+  rooms: number[];
 }
 
 class EventRefused extends Error {
@@ -123,33 +138,35 @@ export function createSocketServer({
     for (const socket of io.sockets.sockets.values()) socket.conn.close();
   });
 
+  /** Leaves every room but the socket's own: it hears general only from now on. */
+  function leaveRooms(socket: GatewaySocket): void {
+    for (const room of socket.rooms) if (room !== socket.id) socket.leave(room);
+    delete (socket.data as SocketData).userId;
+  }
+
   function expired(socket: GatewaySocket, token: string): void {
-    const data = socket.data as SocketData;
-    if (data.token === token) {
-      delete data.token;
-      if (data.userRoom) void socket.leave(data.userRoom);
-      delete data.userRoom;
-    }
+    if ((socket.data as SocketData).token === token) delete (socket.data as SocketData).token;
+    leaveRooms(socket);
     socket.emit(EVENTS.expiredToken);
   }
 
-  /** The token was accepted by a service: remember it, and join the room of its user. */
+  /** The token was accepted by a service: remember it, and be in the room of its user. */
   function accepted(socket: GatewaySocket, token: string): void {
     const data = socket.data as SocketData;
     data.token = token;
     const id = unverifiedUserId(token);
-    const room = id === undefined ? undefined : `user:${id}`;
-    if (room === data.userRoom) return;
-    if (data.userRoom) void socket.leave(data.userRoom);
-    data.userRoom = room;
-    if (room) void socket.join(room);
+    if (id === undefined || id === data.userId) return;
+    if (data.userId !== undefined) void socket.leave(userSocketRoom(data.userId));
+    data.userId = id;
+    void socket.join(userSocketRoom(id));
   }
 
   /** Signs the user off, unless another socket of theirs is still connected to any instance. */
   async function signOff(data: SocketData, token: string, reason: string): Promise<void> {
-    if (data.userRoom) {
+    const id = data.userId ?? unverifiedUserId(token);
+    if (id !== undefined) {
       try {
-        const others = await io.in(data.userRoom).fetchSockets();
+        const others = await io.in(userSocketRoom(id)).fetchSockets();
         if (others.length > 0) {
           log.debug({ reason, others: others.length }, 'user still connected elsewhere');
           return;
@@ -160,6 +177,62 @@ export function createSocketServer({
     }
     const res = await lb.delete('/api/users/me', bearer(token));
     log.debug({ status: res.status, reason }, 'user signed off on disconnect');
+  }
+
+  async function memberships(token: string): Promise<Memberships | number> {
+    const res = await lb.get<Memberships>('/api/rooms/memberships', bearer(token));
+    return res.status === 200 ? res.body : res.status;
+  }
+
+  /**
+   * Joins the socket to its user's room, then to each of the user's rooms; then asks again and
+   * leaves any room no longer listed. A removal's socketsLeave published between the first answer
+   * and the joins would be undone by them; the second answer, asked after the joins, no longer
+   * lists that room, so the socket leaves it (and one added meanwhile was joined by socketsJoin,
+   * since the socket was already in its user's room).
+   */
+  async function joinRooms(socket: GatewaySocket, token: string): Promise<void> {
+    const first = await memberships(token);
+    if (typeof first === 'number') {
+      log.debug({ status: first }, 'handshake token not accepted: general only');
+      if (first === 401) socket.emit(EVENTS.expiredToken);
+      return;
+    }
+    if (!socket.connected) return;
+    (socket.data as SocketData).userId = first.user_id;
+    socket.join(userSocketRoom(first.user_id));
+    socket.join(first.rooms.map(roomSocketRoom));
+    const second = await memberships(token);
+    if (typeof second === 'number') {
+      leaveRooms(socket);
+      return;
+    }
+    const listed = new Set(second.rooms.map(roomSocketRoom));
+    for (const room of socket.rooms) {
+      if (room.startsWith(ROOM_PREFIX) && !listed.has(room)) socket.leave(room);
+    }
+  }
+
+  const lastTyping = new Map<number, number>();
+  async function typing(
+    socket: GatewaySocket,
+    args: unknown[],
+  ): Promise<{ ok: true } | EventError> {
+    const { room_id: roomId } = read(TypingDataSchema, args[0]);
+    const userId = (socket.data as SocketData).userId;
+    if (userId === undefined) throw new EventRefused(401, 'authentication required');
+    const room = roomSocketRoom(roomId);
+    if (!socket.rooms.has(room)) throw new EventRefused(403, 'not a member');
+    const now = Date.now();
+    if (now - (lastTyping.get(userId) ?? 0) < TYPING_INTERVAL_MS) return { ok: true };
+    lastTyping.set(userId, now);
+    if (lastTyping.size > 10000) {
+      for (const [u, at] of lastTyping) if (now - at >= TYPING_INTERVAL_MS) lastTyping.delete(u);
+    }
+    io.to(room)
+      .except(userSocketRoom(userId))
+      .emit(EVENTS.typing, { room_id: roomId, user_id: userId });
+    return { ok: true };
   }
 
   async function pingUser(socket: GatewaySocket, args: unknown[]): Promise<PingUserAck> {
@@ -232,6 +305,17 @@ export function createSocketServer({
     socket.data = { inFlight: 0 } satisfies SocketData;
     on(socket, EVENTS.pingUser, pingUser);
     on(socket, EVENTS.postMessage, postMessage);
+    on(socket, EVENTS.typing, typing);
+    const auth = socket.handshake.auth as { token?: unknown } | undefined;
+    if (auth?.token !== undefined) {
+      const token = EventTokenSchema.safeParse(auth.token);
+      if (token.success) {
+        joinRooms(socket, token.data).catch((err: Error) => {
+          log.warn({ err: err.message }, 'rooms not joined: general only');
+          leaveRooms(socket);
+        });
+      }
+    }
     socket.on('disconnect', (reason) => {
       const data = socket.data as SocketData;
       if (!data.token) return;

@@ -258,6 +258,7 @@ describe('socketio gateway', () => {
     const got = [matching(onOne), matching(onTwo)];
     const model: Message = {
       id,
+      room_id: 1,
       created_at: 1,
       updated_at: 1,
       source: 'x',

@@ -1,7 +1,10 @@
 // The users and messages apps in the test process, on a fresh database of either kind, for the
 // tests of those services and of the services that talk to them (tokens checks passwords with users).
 import { logger, openDb, type Knex, type Platform } from '@microflack/common';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { createApp as createMessagesApp, type MessagesApp } from '@microflack/messages/app';
+import { createDirectory } from '@microflack/messages/directory';
 import { migrations as messagesMigrations } from '@microflack/messages/migrations';
 import { createApp as createUsersApp, type Deps as UsersDeps } from '@microflack/users/app';
 import { migrations as usersMigrations } from '@microflack/users/migrations';
@@ -51,6 +54,10 @@ export interface TestApp {
   db: Knex;
   platform: Platform;
   token(userId: number): string;
+  /** The users app the messages app asks who users are (as through the LB). */
+  usersApp: ReturnType<typeof createUsersApp>;
+  /** A real user, made in the users app the messages app asks who users are. */
+  user(prefix?: string): Promise<{ id: number; nickname: string; token: string }>;
   close(): Promise<void>;
 }
 
@@ -70,11 +77,18 @@ export async function startMessagesApp(
   db?: Knex,
 ): Promise<TestApp> {
   const database = db ?? (await openMessagesDb(kind));
-  const platform = await stack.platform();
+  // The users service the messages app asks (as through the LB) who user ids are: a real one, on
+  // the embedded database (what it stores is not what these tests are about).
+  const users = await usersApp(stack, 'sqlite');
+  const usersServer = http.createServer(users.app);
+  await new Promise<void>((r) => usersServer.listen(0, '127.0.0.1', r));
+  const usersAddress = `127.0.0.1:${(usersServer.address() as AddressInfo).port}`;
+  const platform = await stack.platform({ LB: `http://${usersAddress}` });
   const app = createMessagesApp({
     db: database,
     auth: platform.auth,
     events: platform.events,
+    directory: createDirectory(platform.lb),
     previews,
   });
   return {
@@ -82,8 +96,25 @@ export async function startMessagesApp(
     db: database,
     platform,
     token: (userId) => platform.auth.generateToken(userId),
+    usersApp: users.app,
+    async user(prefix = 'u') {
+      const nickname = nick(prefix);
+      const res = await fetch(`http://${usersAddress}/api/users`, {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/json' },
+        body: JSON.stringify({ nickname, password: 'pw-123456' }),
+      });
+      if (res.status !== 201) throw new Error(`user not created: ${res.status}`);
+      const id = ((await res.json()) as { id: number }).id;
+      return { id, nickname, token: platform.auth.generateToken(id) };
+    },
     async close() {
       await app.previewer.close();
+      await new Promise<void>((r) => {
+        usersServer.close(() => r());
+        usersServer.closeAllConnections();
+      });
+      await users.db.destroy();
       await database.destroy();
     },
   };

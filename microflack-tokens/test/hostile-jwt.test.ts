@@ -87,6 +87,19 @@ describe('forged and stale JWTs on every token-checking endpoint', () => {
       .set('Authorization', `Bearer ${makeToken(userId)}`)
       .send({ source: 'mine' });
     messageId = m.body.id;
+    const r = await request(messages.app)
+      .post('/api/rooms')
+      .set('Authorization', `Bearer ${makeToken(userId)}`)
+      .send({ name: 'private', private: true });
+    const roomId = r.body.id as number;
+    // Someone the messages app's users service knows, to invite and to open a direct room with.
+    const guest = (await messages.user('j')).id;
+    const thumbs = encodeURIComponent('👍');
+    const rm = await request(messages.app)
+      .post('/api/messages')
+      .set('Authorization', `Bearer ${makeToken(userId)}`)
+      .send({ source: 'in the room', room_id: roomId });
+    const roomMessageId = rm.body.id as number;
     endpoints = [
       { service: 'users', method: 'get', path: '/api/users' },
       { service: 'users', method: 'get', path: `/api/users/${userId}` },
@@ -106,6 +119,37 @@ describe('forged and stale JWTs on every token-checking endpoint', () => {
         path: `/api/messages/${messageId}`,
         body: { source: 'forged' },
       },
+      {
+        service: 'messages',
+        method: 'put',
+        path: `/api/messages/${messageId}/reactions/${thumbs}`,
+      },
+      {
+        service: 'messages',
+        method: 'delete',
+        path: `/api/messages/${messageId}/reactions/${thumbs}`,
+      },
+      { service: 'messages', method: 'get', path: `/api/messages?room_id=${roomId}` },
+      { service: 'messages', method: 'get', path: '/api/rooms' },
+      { service: 'messages', method: 'post', path: '/api/rooms', body: { name: 'forged' } },
+      {
+        service: 'messages',
+        method: 'post',
+        path: '/api/rooms/direct',
+        body: { user_id: guest },
+      },
+      { service: 'messages', method: 'get', path: '/api/rooms/memberships' },
+      { service: 'messages', method: 'get', path: `/api/rooms/${roomId}` },
+      { service: 'messages', method: 'put', path: `/api/rooms/${roomId}/members/${guest}` },
+      {
+        service: 'messages',
+        method: 'put',
+        path: `/api/rooms/${roomId}/read`,
+        body: { message_id: roomMessageId },
+      },
+      { service: 'messages', method: 'delete', path: `/api/rooms/${roomId}/members/${guest}` },
+      // Last: a deleted message takes no reaction.
+      { service: 'messages', method: 'delete', path: `/api/messages/${messageId}` },
     ];
   });
   after(async () => {

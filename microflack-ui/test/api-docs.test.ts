@@ -56,6 +56,13 @@ describe('the API description through the load balancer', () => {
     assert.deepEqual(Object.keys(doc.paths).sort(), [
       '/api/messages',
       '/api/messages/{id}',
+      '/api/messages/{id}/reactions/{emoji}',
+      '/api/rooms',
+      '/api/rooms/direct',
+      '/api/rooms/memberships',
+      '/api/rooms/{id}',
+      '/api/rooms/{id}/members/{user_id}',
+      '/api/rooms/{id}/read',
       '/api/tokens',
       '/api/users',
       '/api/users/me',

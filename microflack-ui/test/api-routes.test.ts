@@ -10,21 +10,33 @@ import {
   type LbClient,
   type RevocationList,
 } from '@microflack/common';
-import { MESSAGES_MOUNT, openApiDocument, TOKENS_MOUNT, USERS_MOUNT } from '@microflack/common/api';
+import {
+  MESSAGES_MOUNT,
+  openApiDocument,
+  ROOMS_MOUNT,
+  TOKENS_MOUNT,
+  USERS_MOUNT,
+} from '@microflack/common/api';
 import { checksResponses, mountedRoutes, TEST_JWT_SECRET_KEY } from '@microflack/testkit';
 import { createApp as createUsersApp } from '@microflack/users/app';
 import { createApp as createTokensApp } from '@microflack/tokens/app';
 import { createApp as createMessagesApp } from '@microflack/messages/app';
+import type { Directory } from '@microflack/messages/directory';
 
 // The apps are only walked, never called: their clients are stand-ins.
 const auth = createAuth(TEST_JWT_SECRET_KEY, {} as RevocationList);
 const db = {} as Knex;
 const events = {} as Events;
 
-const apps: Array<[string, string, () => Express]> = [
-  ['users', USERS_MOUNT, () => createUsersApp({ db, auth, events })],
-  ['tokens', TOKENS_MOUNT, () => createTokensApp({ auth, lb: {} as LbClient })],
-  ['messages', MESSAGES_MOUNT, () => createMessagesApp({ db, auth, events })],
+// The messages service serves /api/rooms too (registered as the service rooms).
+const apps: Array<[string, string[], () => Express]> = [
+  ['users', [USERS_MOUNT], () => createUsersApp({ db, auth, events })],
+  ['tokens', [TOKENS_MOUNT], () => createTokensApp({ auth, lb: {} as LbClient })],
+  [
+    'messages',
+    [MESSAGES_MOUNT, ROOMS_MOUNT],
+    () => createMessagesApp({ db, auth, events, directory: {} as Directory }),
+  ],
 ];
 
 // What every service mounts for the platform, not for API clients (HAProxy's checks, Prometheus):
@@ -40,8 +52,8 @@ function documentedRoutes(): string[] {
 describe('the OpenAPI document and the mounted routes', () => {
   const documented = documentedRoutes();
 
-  for (const [name, mount, create] of apps) {
-    it(`${name}: every route mounted under ${mount} is documented, and every documented one is mounted`, () => {
+  for (const [name, mounts, create] of apps) {
+    it(`${name}: every route mounted under ${mounts.join(' and ')} is documented, and every documented one is mounted`, () => {
       const mounted = mountedRoutes(create()).map((r) => `${r.method} ${r.path}`);
       assert.equal(new Set(mounted).size, mounted.length, `${name} mounts no route twice`);
       const api = mounted.filter((r) => !PLATFORM_ROUTES.includes(r));
@@ -50,11 +62,14 @@ describe('the OpenAPI document and the mounted routes', () => {
         [...PLATFORM_ROUTES].sort(),
       );
       for (const route of api) {
-        assert.ok(route.split(' ')[1]?.startsWith(mount), `${route} is under ${mount}`);
+        assert.ok(
+          mounts.some((m) => route.split(' ')[1]?.startsWith(m)),
+          `${route} is under ${mounts.join(' or ')}`,
+        );
       }
       const ours = documented.filter((r) => {
         const path = r.split(' ')[1] as string;
-        return path === mount || path.startsWith(`${mount}/`);
+        return mounts.some((m) => path === m || path.startsWith(`${m}/`));
       });
       assert.deepEqual([...api].sort(), [...ours].sort());
       assert.ok(api.length >= 3, `${name} mounts its API`);

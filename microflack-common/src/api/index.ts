@@ -6,5 +6,6 @@ export * from './fields.js';
 export * from './users.js';
 export * from './tokens.js';
 export * from './messages.js';
+export * from './rooms.js';
 export * from './openapi.js';
 export * from './check.js';

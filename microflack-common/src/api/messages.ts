@@ -11,6 +11,12 @@ const MAX_15_DIGITS = 999999999999999;
 export const MessageSource = z
   .object(
     {
+      room_id: z
+        .int({ error: 'must be a room id' })
+        .min(1, { error: 'must be a room id' })
+        .max(MAX_15_DIGITS, { error: 'must be a room id' })
+        .optional()
+        .meta({ description: 'The room to post in (default 1, general); a member posts.' }),
       source: z
         .string({ error: 'must be a string' })
         .refine((s) => s.trim().length > 0, { error: 'must not be empty', abort: true })
@@ -22,7 +28,26 @@ export const MessageSource = z
     },
     { error: 'must be a JSON object' },
   )
-  .meta({ id: 'MessageSource', description: 'Other keys are ignored.' });
+  .meta({
+    id: 'MessageSource',
+    description: 'Other keys are ignored (room_id too, on an edit: a message stays in its room).',
+  });
+
+/** The most reactions one message lists per emoji (the count is always exact). */
+export const MAX_REACTORS_LISTED = 50;
+/** The most different emoji one message takes. */
+export const MAX_EMOJI_PER_MESSAGE = 20;
+
+export const Reaction = z
+  .strictObject({
+    emoji: z.string(),
+    count: z.int().positive(),
+    user_ids: z.array(z.int().positive()).meta({
+      description: `Who reacted, first ones first (at most ${MAX_REACTORS_LISTED}).`,
+    }),
+  })
+  .meta({ id: 'Reaction' });
+export type Reaction = z.output<typeof Reaction>;
 
 export const Message = z
   .strictObject({
@@ -34,6 +59,11 @@ export const Message = z
       .string()
       .meta({ description: 'The source rendered and sanitised, with link previews.' }),
     user_id: z.int().positive(),
+    room_id: z.int().positive().meta({ description: 'Its room (1: general).' }),
+    deleted: z.literal(true).optional().meta({
+      description: 'A tombstone: its author deleted it; source and html are empty.',
+    }),
+    reactions: z.array(Reaction).optional().meta({ description: 'Only when there are some.' }),
     _links: z.strictObject({
       self: z.string().meta({ example: '/api/messages/1' }),
       user: z.string().meta({ example: '/api/users/1' }),
@@ -48,6 +78,7 @@ export const Message = z
       source: 'Hello, **world**',
       html: 'Hello, <strong>world</strong>',
       user_id: 1,
+      room_id: 1,
       _links: { self: '/api/messages/1', user: '/api/users/1' },
     },
   });
@@ -63,6 +94,10 @@ export const MessageList = z
     }),
   })
   .meta({ id: 'MessageList' });
+
+const BEFORE = /^(latest|[1-9]\d{0,14})$/;
+const beforeMessage = 'must be latest or the id of a message from a previous page';
+export const MAX_SEARCH_CHARS = 200;
 
 const AFTER = /^(-?\d{1,15}),([1-9]\d{0,14})$/;
 const afterMessage = 'must be <updated_at>,<id> from a previous page';
@@ -94,8 +129,40 @@ export const MessageListQuery = queryParams({
       return { updatedAt: Number(ts), id: Number(id) };
     })
     .meta({
-      description: 'Keyset cursor: the updated_at and id of the last message of the previous page.',
-      example: '1767225600,42',
+      // No `example`: Swagger UI puts examples into "Try it out", and these parameters together
+      // make a request the API refuses; the examples are in the descriptions.
+      description:
+        'Keyset cursor: the updated_at and id of the last message of the previous page, e.g. `1767225600,42`.',
+    })
+    .optional(),
+  room_id: queryInteger({
+    min: 1,
+    max: MAX_15_DIGITS,
+    message: 'must be a room id',
+    description: 'The room (default 1, general); a private one for its members only.',
+  }).optional(),
+  before: z
+    .string({
+      error: (issue) => (Array.isArray(issue.input) ? 'must be given once' : beforeMessage),
+    })
+    .regex(BEFORE, { error: beforeMessage })
+    .transform((v) => (v === 'latest' ? Number.MAX_SAFE_INTEGER : Number(v)))
+    .meta({
+      description:
+        'History, any age: the `limit` (default 50) messages with an id below this cursor, oldest first; `latest` for the newest page. A full page links the older one.',
+    })
+    .optional(),
+  q: z
+    .string({
+      error: (issue) => (Array.isArray(issue.input) ? 'must be given once' : 'must be words'),
+    })
+    .refine((v) => v.trim().length > 0, { error: 'must not be empty' })
+    .refine((v) => v.length <= MAX_SEARCH_CHARS, {
+      error: `must be at most ${MAX_SEARCH_CHARS} characters`,
+    })
+    .meta({
+      description:
+        'Full-text search (every word, any age), newest first, in `room_id` or in every room the caller reads; pages with `before`. E.g. `deploy friday`.',
     })
     .optional(),
 });
@@ -103,6 +170,29 @@ export const MessageListQuery = queryParams({
 export type MessageListQuery = z.output<typeof MessageListQuery>;
 
 export const MessageIdParams = z.object({ id: pathId('The message id.', 15) });
+
+// One emoji grapheme (with its skin tones, joiners, flags and keycaps), never anything else: what the
+// database keeps and every client shows.
+// The class lists combining marks (joiner, variation selector, keycap) on purpose, each on its own.
+// eslint-disable-next-line no-misleading-character-class
+const EMOJI_CHARS = /^(?:[\p{Extended_Pictographic}\p{Emoji_Component}\u200d\ufe0f\u20e3])+$/u;
+const EMOJI_NEEDS = /[\p{Extended_Pictographic}\p{Regional_Indicator}\u20e3]/u;
+const segmenter = new Intl.Segmenter('en', { granularity: 'grapheme' });
+export const MAX_EMOJI_CHARS = 32;
+
+export function isEmoji(value: string): boolean {
+  if (value.length === 0 || value.length > MAX_EMOJI_CHARS) return false;
+  if (!EMOJI_CHARS.test(value) || !EMOJI_NEEDS.test(value)) return false;
+  return [...segmenter.segment(value)].length === 1;
+}
+
+export const ReactionParams = z.object({
+  id: pathId('The message id.', 15),
+  emoji: z
+    .string()
+    .refine(isEmoji)
+    .meta({ description: 'One emoji grapheme (URL-encoded).', example: '%F0%9F%91%8D' }),
+});
 
 const messageNotFound = errorResponse('No message has this id.', 'message not found');
 const badSource = errorResponse(
@@ -123,6 +213,10 @@ export const messagesApi = {
     query: MessageListQuery,
     responses: {
       200: { description: 'The messages.', schema: MessageList },
+      404: errorResponse(
+        'The room does not exist, or is private and the caller is not a member.',
+        'room not found',
+      ),
       400: errorResponse(
         'A query parameter is invalid or repeated, or the body is not well-formed JSON.',
         'limit must be an integer from 1 to 1000',
@@ -150,6 +244,8 @@ export const messagesApi = {
       },
       400: badSource,
       401: unauthorized,
+      403: errorResponse('The caller has not joined this public room.', 'join the room first'),
+      404: errorResponse('No room the caller can post in has this id.', 'room not found'),
     },
   }),
   getMessage: defineOperation({
@@ -182,8 +278,67 @@ export const messagesApi = {
       204: { description: 'Edited.' },
       400: badSource,
       401: unauthorized,
+      403: errorResponse("The message is someone else's, or deleted.", 'not your message'),
+      404: messageNotFound,
+    },
+  }),
+  deleteMessage: defineOperation({
+    operationId: 'deleteMessage',
+    method: 'delete',
+    mount: MESSAGES_MOUNT,
+    route: '/:id',
+    tag: 'messages',
+    summary: 'Delete your message',
+    description:
+      'Its text, reactions and mentions are erased; a tombstone (`deleted: true`) stays in the lists and goes out live.',
+    security: 'bearer',
+    params: MessageIdParams,
+    responses: {
+      204: { description: 'Deleted (or already).' },
+      401: unauthorized,
       403: errorResponse("The message is someone else's.", 'not your message'),
       404: messageNotFound,
+    },
+  }),
+  addReaction: defineOperation({
+    operationId: 'addReaction',
+    method: 'put',
+    mount: MESSAGES_MOUNT,
+    route: '/:id/reactions/:emoji',
+    tag: 'messages',
+    summary: 'React to a message',
+    security: 'bearer',
+    params: ReactionParams,
+    responses: {
+      204: { description: 'Reacted (already, or now).' },
+      401: unauthorized,
+      403: errorResponse('The message is deleted.', 'message deleted'),
+      404: errorResponse(
+        'No message the caller reads has this id, or the emoji is not one.',
+        'message not found',
+      ),
+      409: errorResponse(
+        `The message has ${MAX_EMOJI_PER_MESSAGE} different emoji already.`,
+        'too many reactions',
+      ),
+    },
+  }),
+  removeReaction: defineOperation({
+    operationId: 'removeReaction',
+    method: 'delete',
+    mount: MESSAGES_MOUNT,
+    route: '/:id/reactions/:emoji',
+    tag: 'messages',
+    summary: 'Take your reaction back',
+    security: 'bearer',
+    params: ReactionParams,
+    responses: {
+      204: { description: 'Not reacting (any more).' },
+      401: unauthorized,
+      404: errorResponse(
+        'No message the caller reads has this id, or the emoji is not one.',
+        'message not found',
+      ),
     },
   }),
 };

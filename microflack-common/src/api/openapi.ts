@@ -11,12 +11,14 @@ import type { Operation, ResponseSpec, Security } from './operations.js';
 import { usersApi } from './users.js';
 import { tokensApi } from './tokens.js';
 import { messagesApi } from './messages.js';
+import { roomsApi } from './rooms.js';
 
-/** Every operation the users, tokens and messages services mount, in their mounting order. */
+/** Every operation the users, tokens and messages services mount, in their mounting order (messages mounts rooms too). */
 export const apiOperations: readonly Operation[] = [
   ...Object.values(usersApi),
   ...Object.values(tokensApi),
   ...Object.values(messagesApi),
+  ...Object.values(roomsApi),
 ];
 
 export const API_VERSION = '1.0.0';
@@ -103,7 +105,7 @@ export function openApiDocument(): oas31.OpenAPIObject {
       title: 'MicroFlack API',
       version: API_VERSION,
       description:
-        'The REST API of MicroFlack, a chat platform: users, tokens (sign-in) and messages, compatible with the original MicroFlack. Every refusal answers `{"error": "..."}`. Real-time updates come over Socket.IO at /socket.io, not described here.',
+        'The REST API of MicroFlack, a chat platform: users, tokens (sign-in), messages and rooms, compatible with the original MicroFlack. Every refusal answers `{"error": "..."}`. Real-time updates come over Socket.IO at /socket.io, not described here.',
       license: { name: 'MIT', identifier: 'MIT' },
     },
     servers: [{ url: '/', description: 'The load balancer that served this document.' }],
@@ -111,6 +113,10 @@ export function openApiDocument(): oas31.OpenAPIObject {
       { name: 'users', description: 'Accounts and presence.' },
       { name: 'tokens', description: 'Sign in and out: JWTs for a nickname and password.' },
       { name: 'messages', description: 'The chat: Markdown messages with link previews.' },
+      {
+        name: 'rooms',
+        description: 'Public and private rooms, direct messages, members, read markers.',
+      },
     ],
     components: {
       securitySchemes: {

@@ -175,7 +175,8 @@ const userCursor = (description: string) =>
       const [, ts, nickname] = USER_CURSOR.exec(v) as RegExpExecArray;
       return { updatedAt: Number(ts), nickname: nickname as string };
     })
-    .meta({ description, example: '1767225600,susan' })
+    // No `example`: Swagger UI would put one into both after and before in "Try it out".
+    .meta({ description: `${description} E.g. \`1767225600,susan\`.` })
     .optional();
 
 export const UserListQuery = queryParams({

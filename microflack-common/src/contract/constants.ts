@@ -130,9 +130,26 @@ export const EVENTS = {
   pingUser: 'ping_user',
   /** Client to server: `({ source }, token, ack?)`, posts a message. */
   postMessage: 'post_message',
+  /**
+   * Both ways: a client sends `{ room_id }` while its user types; the room's other members get
+   * `{ room_id, user_id }` (at most one a second per user).
+   */
+  typing: 'typing',
 } as const;
 
-export const MODEL_CLASSES = ['User', 'Message'] as const;
+export const MODEL_CLASSES = ['User', 'Message', 'Room'] as const;
+
+// ---- Socket.IO rooms (the gateway's groups of sockets, named here for services that emit to them)
+
+/** Every socket of one signed-in user that asked for rooms (a token in the handshake). */
+export function userSocketRoom(userId: number): string {
+  return `user:${userId}`;
+}
+
+/** The sockets of a room's members; general's (1) only carries typing, its messages go to all. */
+export function roomSocketRoom(roomId: number): string {
+  return `room:${roomId}`;
+}
 export type ModelClass = (typeof MODEL_CLASSES)[number];
 
 /** The longest token an event may carry; tokens are base64url parts joined by dots. */

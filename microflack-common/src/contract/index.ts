@@ -18,6 +18,7 @@ import {
 export * from './constants.js';
 import { User as UserModel } from '../api/users.js';
 import { Message as MessageModel } from '../api/messages.js';
+import { Room as RoomModel } from '../api/rooms.js';
 
 // ---- etcd names and values, as schemas (config and registration validate with these)
 
@@ -50,13 +51,17 @@ export type User = z.output<typeof UserSchema>;
 export const MessageSchema = MessageModel;
 export type Message = z.output<typeof MessageSchema>;
 
+export const RoomSchema = RoomModel;
+export type Room = z.output<typeof RoomSchema>;
+
 // ---- Socket.IO payloads
 
 export const UpdatedModelEventSchema = z.discriminatedUnion('class', [
   z.object({ class: z.literal('User'), model: UserSchema }),
   z.object({ class: z.literal('Message'), model: MessageSchema }),
+  z.object({ class: z.literal('Room'), model: RoomSchema }),
 ]);
-/** `updated_model`: `{ class: 'User', model: User } | { class: 'Message', model: Message }`. */
+/** `updated_model`: `{ class: 'User' | 'Message' | 'Room', model }` (Room: to its members only). */
 export type UpdatedModelEvent = z.infer<typeof UpdatedModelEventSchema>;
 export type ModelOf<C extends UpdatedModelEvent['class']> = Extract<
   UpdatedModelEvent,
@@ -77,6 +82,24 @@ export const PostMessageDataSchema = z.looseObject(
 );
 export type PostMessageData = z.infer<typeof PostMessageDataSchema>;
 
+/** typing from a client. */
+export const TypingDataSchema = z.object(
+  {
+    room_id: z
+      .int({ error: 'room_id must be a room id' })
+      .positive('room_id must be a room id')
+      .max(999999999999999, 'room_id must be a room id'),
+  },
+  { error: 'typing data must be an object' },
+);
+export type TypingData = z.infer<typeof TypingDataSchema>;
+/** typing to the room's other members. */
+export const TypingEventSchema = z.strictObject({
+  room_id: z.int().positive(),
+  user_id: z.int().positive(),
+});
+export type TypingEvent = z.infer<typeof TypingEventSchema>;
+
 /** What an acknowledgement carries when the event failed. */
 export const EventErrorSchema = z.object({ error: z.string(), status: z.number().int() });
 export type EventError = z.infer<typeof EventErrorSchema>;
@@ -90,6 +113,7 @@ export type PostMessageAck = z.infer<typeof PostMessageAckSchema>;
 export interface ServerToClientEvents {
   [EVENTS.updatedModel]: (event: UpdatedModelEvent) => void;
   [EVENTS.expiredToken]: () => void;
+  [EVENTS.typing]: (event: TypingEvent) => void;
 }
 
 /** Events a client emits; the server checks every argument (see the schemas above). */
@@ -100,4 +124,5 @@ export interface ClientToServerEvents {
     token: string,
     ack: (answer: PostMessageAck) => void,
   ) => void;
+  [EVENTS.typing]: (data: TypingData) => void;
 }
