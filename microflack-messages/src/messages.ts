@@ -77,6 +77,11 @@ export interface ListQuery {
   limit?: number;
   /** Keyset cursor: the (updated_at, id) of the last message already seen. */
   after?: { updatedAt: number; id: number };
+  /**
+   * Read from the newest end instead (the list's order turned round, then back): the `limit`
+   * messages just before this (updated_at, id), or the newest ones without it.
+   */
+  backward?: { until?: { updatedAt: number; id: number } };
 }
 
 /** A listed message: where it sorts, and which version of it is current. */
@@ -92,14 +97,23 @@ export interface MessageKey {
  * versions not already serialised.
  */
 export async function listMessageKeys(db: Knex, q: ListQuery): Promise<MessageKey[]> {
+  const order = q.backward ? 'desc' : 'asc';
   const query = db<MessageKey>('messages')
     .select('id', 'updated_at', 'version')
     .where('room_id', q.roomId)
     .andWhere('updated_at', '>=', q.since)
     .orderBy([
-      { column: 'updated_at', order: 'asc' },
-      { column: 'id', order: 'asc' },
+      { column: 'updated_at', order },
+      { column: 'id', order },
     ]);
+  const until = q.backward?.until;
+  if (until) {
+    query.andWhere((w) =>
+      w
+        .where('updated_at', '<', until.updatedAt)
+        .orWhere((w2) => w2.where('updated_at', until.updatedAt).andWhere('id', '<', until.id)),
+    );
+  }
   if (q.userId !== undefined) query.andWhere('user_id', q.userId);
   const after = q.after;
   if (after) {
@@ -112,7 +126,9 @@ export async function listMessageKeys(db: Knex, q: ListQuery): Promise<MessageKe
     );
   }
   if (q.limit !== undefined) query.limit(q.limit);
-  return query;
+  const keys: MessageKey[] = await query;
+  if (q.backward) keys.reverse();
+  return keys;
 }
 
 // Bound on the ids in one `IN (...)` (SQLite allows 32766 variables; MariaDB has no small limit).

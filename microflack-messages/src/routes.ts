@@ -27,6 +27,7 @@ import { createRowJsonCache, joinJson, type RowJsonCache } from '@microflack/com
 import {
   GENERAL_ROOM_ID,
   MAX_EMOJI_PER_MESSAGE,
+  MAX_PAGE_SIZE,
   MAX_REACTORS_LISTED,
   MessageIdParams,
   MessageListQuery,
@@ -88,6 +89,21 @@ function nextPageUrl(
   if (query.user_id !== undefined) params.set('user_id', String(query.user_id));
   params.set('limit', String(limit));
   params.set('after', `${last.updated_at},${last.id}`);
+  return `/api/messages?${params.toString()}`;
+}
+
+/** The page before this one in the list order: same filters, cursor at its first message. */
+function previousPageUrl(
+  query: MessageListQuery,
+  limit: number,
+  first: { updated_at: number; id: number },
+): string {
+  const params = new URLSearchParams();
+  if (query.room_id !== undefined) params.set('room_id', String(query.room_id));
+  if (query.updated_since !== undefined) params.set('updated_since', String(query.updated_since));
+  if (query.user_id !== undefined) params.set('user_id', String(query.user_id));
+  params.set('limit', String(limit));
+  params.set('until', `${first.updated_at},${first.id}`);
   return `/api/messages?${params.toString()}`;
 }
 
@@ -191,7 +207,7 @@ export function messagesRouter({
     const roomId = query.room_id ?? GENERAL_ROOM_ID;
     if (query.q !== undefined || query.before !== undefined) {
       // History and search page by id; the last day's filters do not apply.
-      for (const p of ['updated_since', 'after', 'user_id'] as const) {
+      for (const p of ['updated_since', 'after', 'until', 'user_id'] as const) {
         if (query[p] !== undefined) {
           throw new HttpError(
             400,
@@ -230,7 +246,27 @@ export function messagesRouter({
       return;
     }
     await roomToRead(roomId, userId);
+    if (query.after && query.until) throw new HttpError(400, 'give after or until, not both');
     const q = listQuery(query, roomId);
+    // Without limit or cursor, the original's answer (the whole last day) while it holds at most
+    // MAX_PAGE_SIZE messages; beyond that the newest MAX_PAGE_SIZE, with a link to the ones before
+    // them (docs/contracts/rest.md). `until` pages back the same way.
+    if (query.until || (query.limit === undefined && !query.after)) {
+      const limit = query.limit ?? MAX_PAGE_SIZE;
+      const keys = await listMessageKeys(db, {
+        ...q,
+        limit: limit + 1,
+        backward: { until: query.until },
+      });
+      let tail = ']}';
+      const first = keys.length > limit ? keys[1] : undefined;
+      if (first) {
+        keys.shift();
+        tail = `],"previous":${JSON.stringify(previousPageUrl(query, limit, first))}}`;
+      }
+      await sendKeys(res, keys, tail);
+      return;
+    }
     const keys = await listMessageKeys(db, q);
     let tail = ']}';
     const lastKey = keys[keys.length - 1];

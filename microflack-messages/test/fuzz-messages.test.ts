@@ -56,7 +56,7 @@ describe('fuzzing /api/messages and /api/messages/:id', () => {
         ids: () => ids,
         validAuth: () => validAuth,
         bodyKeys: ['source'],
-        queryNames: ['updated_since', 'user_id', 'limit', 'after'],
+        queryNames: ['updated_since', 'user_id', 'limit', 'after', 'until'],
         snapshot: () => tableDigest(t.db, 'messages'),
         numRuns: NUM_RUNS,
       });

@@ -92,6 +92,11 @@ export const MessageList = z
         'The next page (same filters, after the last message here): only on a full page.',
       example: '/api/messages?limit=100&after=1767225600,42',
     }),
+    previous: z.string().optional().meta({
+      description:
+        'The page of messages just before these in the list order (same filters): when a list asked without limit holds more than 1,000 (it answers the newest 1,000), or a full page asked with until.',
+      example: '/api/messages?limit=1000&until=1767225600,42',
+    }),
   })
   .meta({ id: 'MessageList' });
 
@@ -133,6 +138,20 @@ export const MessageListQuery = queryParams({
       // make a request the API refuses; the examples are in the descriptions.
       description:
         'Keyset cursor: the updated_at and id of the last message of the previous page, e.g. `1767225600,42`.',
+    })
+    .optional(),
+  until: z
+    .string({
+      error: (issue) => (Array.isArray(issue.input) ? 'must be given once' : afterMessage),
+    })
+    .regex(AFTER, { error: afterMessage })
+    .transform((v) => {
+      const [, ts, id] = AFTER.exec(v) as RegExpExecArray;
+      return { updatedAt: Number(ts), id: Number(id) };
+    })
+    .meta({
+      description:
+        'Keyset cursor (from a `previous` link): the messages just before this updated_at and id, in the list order.',
     })
     .optional(),
   room_id: queryInteger({
