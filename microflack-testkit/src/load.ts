@@ -4,8 +4,11 @@
 //   readers; every acknowledged message is followed to the database and to the sockets.
 // - `{ get: path }`: steady GETs of one path (the load-balancer tests, against backends that answer
 //   {"instance": name}), counting which instance answered and when it first did.
-// Redirects are followed (fetch's default): an old HAProxy worker answers a request on a connection
-// it still holds with 307 to the same URL, and a client sends it again to the current worker.
+// Requests go through node:http with one keep-alive agent, as a busy client's connections do
+// (fetch costs about three times the CPU per request, and the LB tests run their backends in the
+// same process). A 307 is followed once, on a new connection: an old HAProxy worker answers a
+// request on a connection it still holds with 307 to the same URL, and a client sends it again to
+// the current worker.
 //
 // Retry rules (what a careful client does, and what the figures "after retries" include):
 // - GET: retried on a connection error of any kind (refused, reset, timeout) and on 502, 503 and
@@ -15,6 +18,7 @@
 //   A reset, a timeout or a 502 after a POST is a failure: the message may or may not exist.
 // Every failed attempt counts as a raw failure; a request fails after retries when its last
 // attempt failed.
+import http from 'node:http';
 import { backoffPolicy, retryDelays } from '@microflack/common';
 import { io, type Socket } from 'socket.io-client';
 
@@ -104,7 +108,7 @@ export function ownerOf(path: string): string {
  */
 export function whoAnswered(
   path: string,
-  res: Response,
+  res: Answer,
   body: string,
 ): { by: string; right: boolean } {
   const header = res.headers.get('x-microflack-instance');
@@ -117,6 +121,54 @@ export function whoAnswered(
     (res.headers.get('content-type') ?? '').includes('application/json') &&
     body.startsWith('{"error":');
   return { by, right: lbJson };
+}
+
+/** What an answer says, as far as the load generator reads it. */
+export interface Answer {
+  status: number;
+  headers: { get(name: string): string | null };
+}
+
+/** One HTTP exchange on `agent` (false: a connection of its own), bounded by `timeoutMs`. */
+function exchange(
+  url: string,
+  opts: {
+    method: string;
+    headers: Record<string, string>;
+    body?: string;
+    timeoutMs: number;
+    agent: http.Agent | false;
+  },
+): Promise<Answer & { text: string }> {
+  return new Promise((resolve, reject) => {
+    const req = http.request(
+      url,
+      { method: opts.method, headers: opts.headers, agent: opts.agent, timeout: opts.timeoutMs },
+      (res) => {
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (d) => (text += d));
+        res.on('end', () =>
+          resolve({
+            status: res.statusCode ?? 0,
+            headers: {
+              get: (name) => {
+                const v = res.headers[name.toLowerCase()];
+                return v === undefined ? null : Array.isArray(v) ? v.join(', ') : v;
+              },
+            },
+            text,
+          }),
+        );
+        res.on('error', reject);
+      },
+    );
+    req.on('timeout', () =>
+      req.destroy(Object.assign(new Error('request timed out'), { code: 'TIMEOUT' })),
+    );
+    req.on('error', reject);
+    req.end(opts.body);
+  });
 }
 
 interface TrackedSocket {
@@ -175,6 +227,7 @@ export class LoadGenerator {
   private seq = 0;
 
   private readonly getPath: string | undefined;
+  private readonly agent = new http.Agent({ keepAlive: true, maxSockets: 256 });
 
   constructor(private readonly opts: LoadOptions) {
     const mix = opts.mix ?? 'chat';
@@ -270,7 +323,7 @@ export class LoadGenerator {
       let retriable: boolean;
       let what: string;
       try {
-        const res = await fetch(this.opts.url + path, {
+        const init = {
           method,
           headers: {
             accept: 'application/json',
@@ -278,9 +331,17 @@ export class LoadGenerator {
             ...headers,
           },
           body: body !== undefined ? JSON.stringify(body) : undefined,
-          signal: AbortSignal.timeout(this.opts.timeoutMs ?? REQUEST_TIMEOUT_MS),
-        });
-        const text = await res.text();
+          timeoutMs: this.opts.timeoutMs ?? REQUEST_TIMEOUT_MS,
+        };
+        let res = await exchange(this.opts.url + path, { ...init, agent: this.agent });
+        const location = res.headers.get('location');
+        if (res.status === 307 && location) {
+          res = await exchange(new URL(location, this.opts.url + path).href, {
+            ...init,
+            agent: false,
+          });
+        }
+        const text = res.text;
         this.timed(stats, t0);
         const { by, right } = whoAnswered(path, res, text);
         this.answeredBy[by] = (this.answeredBy[by] ?? 0) + 1;
@@ -315,7 +376,7 @@ export class LoadGenerator {
     return undefined;
   }
 
-  private answeredByInstance(res: Response, body: unknown): void {
+  private answeredByInstance(res: Answer, body: unknown): void {
     const fromBody = (body as { instance?: unknown } | null)?.instance;
     const instance =
       typeof fromBody === 'string'
@@ -400,6 +461,7 @@ export class LoadGenerator {
   abort(): void {
     this.stopped = true;
     for (const t of this.sockets) t.socket.close();
+    this.agent.destroy();
   }
 
   /** Stops making requests and waits for those in flight. */
@@ -409,6 +471,8 @@ export class LoadGenerator {
     const deadline = Date.now() + 30000;
     while (this.inFlight > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
     const seconds = (Date.now() - this.started) / 1000;
+    // Steady GETs end here; the chat mix's connections serve checkDelivery first.
+    if (this.getPath !== undefined) this.agent.destroy();
     const total = emptyStats();
     for (const s of Object.values(this.kinds)) {
       total.sent += s.sent;
@@ -463,6 +527,7 @@ export class LoadGenerator {
       reconnects: this.sockets.reduce((n, t) => n + t.connects - 1, 0),
     };
     for (const t of this.sockets) t.socket.close();
+    this.agent.destroy();
     return report;
   }
 
