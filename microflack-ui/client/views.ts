@@ -133,7 +133,10 @@ export function renderRooms(
     li.classList.toggle('joinable', room.member === false);
     li.dataset.private = String(room.private);
     li.dataset.direct = String(room.direct);
-    (li.querySelector('.room-label') as HTMLElement).textContent = label;
+    // A direct room's kind already says `@`: the label is the other person's nickname.
+    (li.querySelector('.room-label') as HTMLElement).textContent = room.direct
+      ? label.replace(/^@/, '')
+      : label;
     (li.querySelector('.room-kind') as HTMLElement).textContent = room.direct
       ? '@'
       : room.private
