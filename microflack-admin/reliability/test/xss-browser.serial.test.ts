@@ -68,7 +68,12 @@ describe('the XSS corpus in the browser client', () => {
   let author: Login;
 
   before(async () => {
-    [platform, browser] = await Promise.all([startPlatform(), launchChromium()]);
+    // Both kept even when the other fails, so that after() closes what did start.
+    const [started, launched] = await Promise.allSettled([startPlatform(), launchChromium()]);
+    if (started.status === 'fulfilled') platform = started.value;
+    if (launched.status === 'fulfilled') browser = launched.value;
+    if (started.status === 'rejected') throw started.reason;
+    if (launched.status === 'rejected') throw launched.reason;
     author = await createLogin(platform.url, `xss${randomBytes(3).toString('hex')}`);
   });
 
