@@ -41,8 +41,11 @@ export async function startServiceProcess(
       return address !== '';
     },
     30000,
-  ).catch((err) => {
-    throw new Error(`${err.message}\n${proc.log().slice(-2000)}`);
+  ).catch(async (err) => {
+    // Not listening in time: stopped here, or it would outlive the test (no one else holds it).
+    const log = proc.log().slice(-2000);
+    await proc.stop();
+    throw new Error(`${err.message}\n${log}`);
   });
   return { proc, address, stop: () => proc.stop() };
 }

@@ -1,6 +1,7 @@
 // The REST API as the client sees it: same origin, JSON, a deadline on every call.
 // The models are the platform contract's (types only: nothing of it is bundled).
-export type { Message, User } from '@microflack/common/contract';
+export type { Message, Room, User } from '@microflack/common/contract';
+import type { Message } from '@microflack/common/contract';
 
 export interface ApiResponse<T> {
   status: number;
@@ -63,10 +64,13 @@ export async function fetchList<T>(
   resource: 'users' | 'messages',
   since: number | undefined,
   token: string | null,
+  query: Record<string, string> = {},
 ): Promise<{ status: number; items: T[] }> {
   const items: T[] = [];
-  let path: string | undefined =
-    `/api/${resource}` + (since !== undefined ? `?updated_since=${Math.max(0, since)}` : '');
+  const params = new URLSearchParams(query);
+  if (since !== undefined) params.set('updated_since', String(Math.max(0, since)));
+  const search = params.toString();
+  let path: string | undefined = `/api/${resource}` + (search ? `?${search}` : '');
   for (let page = 0; path && page < MAX_PAGES; page++) {
     const res: ApiResponse<Record<string, unknown>> = await call('GET', path, { token });
     if (res.status !== 200) return { status: res.status, items };
@@ -78,4 +82,32 @@ export async function fetchList<T>(
     path = typeof next === 'string' && next.startsWith(`/api/${resource}`) ? next : undefined;
   }
   return { status: 200, items };
+}
+
+/** The most a message's source may be (UTF-16 code units, as the messages service counts). */
+export const MAX_SOURCE_LENGTH = 4000;
+/** History pages: what one screen shows and a little more. */
+export const HISTORY_PAGE = 50;
+
+/**
+ * One page of a room's history, oldest first: the newest messages (`before` undefined) or those
+ * below a message id. `more` is true when an older page may exist (the page was full).
+ */
+export async function fetchHistory(
+  roomId: number,
+  before: number | undefined,
+  token: string | null,
+): Promise<{ status: number; messages: Message[]; more: boolean }> {
+  const params = new URLSearchParams({
+    room_id: String(roomId),
+    before: before === undefined ? 'latest' : String(before),
+    limit: String(HISTORY_PAGE),
+  });
+  const res = await call<{ messages?: Message[]; next?: string }>(
+    'GET',
+    `/api/messages?${params.toString()}`,
+    { token },
+  );
+  const messages = res.status === 200 && Array.isArray(res.body.messages) ? res.body.messages : [];
+  return { status: res.status, messages, more: typeof res.body.next === 'string' };
 }

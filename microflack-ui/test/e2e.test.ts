@@ -33,7 +33,12 @@ describe('MicroFlack in a browser', () => {
 
   before(async () => {
     fs.mkdirSync(ARTIFACTS, { recursive: true });
-    [platform, browser] = await Promise.all([startPlatform(), launchChromium()]);
+    // Both kept even when the other fails, so that after() closes what did start.
+    const [started, launched] = await Promise.allSettled([startPlatform(), launchChromium()]);
+    if (started.status === 'fulfilled') platform = started.value;
+    if (launched.status === 'fulfilled') browser = launched.value;
+    if (started.status === 'rejected') throw started.reason;
+    if (launched.status === 'rejected') throw launched.reason;
   });
 
   after(async () => {

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import type { Browser, Page } from 'playwright-core';
-import { Nickname, nicknameKey } from '@microflack/common/api';
+import { Nickname, nicknameKey, RoomCreate } from '@microflack/common/api';
 import { waitFor } from '@microflack/testkit';
 import { XSS_PAYLOADS } from '@microflack/testkit/xss-corpus';
 import { startPlatform, type Platform } from '@microflack/testkit/platform';
@@ -68,7 +68,12 @@ describe('the XSS corpus in the browser client', () => {
   let author: Login;
 
   before(async () => {
-    [platform, browser] = await Promise.all([startPlatform(), launchChromium()]);
+    // Both kept even when the other fails, so that after() closes what did start.
+    const [started, launched] = await Promise.allSettled([startPlatform(), launchChromium()]);
+    if (started.status === 'fulfilled') platform = started.value;
+    if (launched.status === 'fulfilled') browser = launched.value;
+    if (started.status === 'rejected') throw started.reason;
+    if (launched.status === 'rejected') throw launched.reason;
     author = await createLogin(platform.url, `xss${randomBytes(3).toString('hex')}`);
   });
 
@@ -86,6 +91,19 @@ describe('the XSS corpus in the browser client', () => {
     });
     const text = await res.text();
     assert.equal(res.status, 201, `${source}: ${text}`);
+    return (JSON.parse(text) as { id: number }).id;
+  }
+
+  /** A public room named and described by a payload; its id. */
+  async function hostileRoom(name: string): Promise<number> {
+    const res = await fetch(`${platform.url}/api/rooms`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${author.token}` },
+      body: JSON.stringify({ name, topic: name }),
+      signal: AbortSignal.timeout(10000),
+    });
+    const text = await res.text();
+    assert.equal(res.status, 201, `${name}: ${text}`);
     return (JSON.parse(text) as { id: number }).id;
   }
 
@@ -115,9 +133,20 @@ describe('the XSS corpus in the browser client', () => {
       const found: string[] = [];
       const risky =
         'script,iframe,frame,object,embed,svg,math,style,link,meta,base,form,img,video,audio,source,input,button,textarea,select,details,template,marquee';
-      for (const root of document.querySelectorAll('#messages, #users, #me')) {
+      for (const root of document.querySelectorAll(
+        '#messages, #users, #me, #rooms, #room-name, #room-topic',
+      )) {
         for (const el of root.querySelectorAll('*')) {
-          if (el.matches(risky)) found.push(el.outerHTML.slice(0, 120));
+          // The client's own buttons (delete, reactions, names that open a conversation) are made
+          // by the client with text only; their attributes are checked like any element's below.
+          const own =
+            el.matches('button[data-control]') &&
+            [...el.querySelectorAll('*')].every(
+              (c) =>
+                c.matches('span') &&
+                [...c.attributes].every((a) => ['class', 'hidden', 'title'].includes(a.name)),
+            );
+          if (el.matches(risky) && !own) found.push(el.outerHTML.slice(0, 120));
           for (const attr of el.attributes) {
             const value = attr.value.trim().toLowerCase();
             if (
@@ -150,7 +179,9 @@ describe('the XSS corpus in the browser client', () => {
         'load',
         'error',
       ];
-      for (const el of document.querySelectorAll('#messages *, #users *')) {
+      for (const el of document.querySelectorAll(
+        '#messages *, #users *, #rooms *, #room-name, #room-topic',
+      )) {
         for (const type of events) el.dispatchEvent(new Event(type, { bubbles: true }));
         (el as HTMLElement).focus?.();
       }
@@ -171,6 +202,17 @@ describe('the XSS corpus in the browser client', () => {
       // Half before the reader arrives: rendered from the REST answer on page load.
       for (const p of payloads.slice(0, half)) ids.push(await postMessage(author.token, p));
       for (const n of nicknames.slice(0, nickHalf)) ids.push(await hostileUser(n));
+      // What the API takes as a room name (the contract's own rule), as it stores it.
+      const roomNames = [
+        ...new Set(
+          XSS_PAYLOADS.map((p) => RoomCreate.shape.name.safeParse(p))
+            .filter((r) => r.success)
+            .map((r) => r.data),
+        ),
+      ].slice(0, 40);
+      const roomHalf = Math.ceil(roomNames.length / 2);
+      const roomIds: number[] = [];
+      for (const n of roomNames.slice(0, roomHalf)) roomIds.push(await hostileRoom(n));
 
       const context = await browser.newContext({
         viewport: { width: 1200, height: 900 },
@@ -211,7 +253,13 @@ describe('the XSS corpus in the browser client', () => {
       await page.locator('#post-form').waitFor({ state: 'visible' });
 
       // The other half while the reader watches: rendered from live updated_model events.
-      const shown = () => page.locator('#messages li.message').count();
+      // The client shows the newest page and loads older ones as the reader scrolls up.
+      const shown = async () => {
+        await page.evaluate(() => {
+          (document.querySelector('#messages') as HTMLElement).scrollTop = 0;
+        });
+        return page.locator('#messages li.message').count();
+      };
       await waitFor(
         'the first half on screen',
         async () => (await shown()) >= ids.length,
@@ -220,6 +268,21 @@ describe('the XSS corpus in the browser client', () => {
       );
       for (const p of payloads.slice(half)) ids.push(await postMessage(author.token, p));
       for (const n of nicknames.slice(nickHalf)) ids.push(await hostileUser(n));
+      for (const n of roomNames.slice(roomHalf)) roomIds.push(await hostileRoom(n));
+      await waitFor(
+        'every room listed',
+        async () => (await page.locator('#rooms li[data-room-id]').count()) > roomIds.length,
+        30000,
+        200,
+      );
+      const labels = await page.locator('#rooms .room-label').allTextContents();
+      for (const n of roomNames) assert.ok(labels.includes(n), `room name ${n} shown as text`);
+      // Each hostile room opened: its name and topic in the room's head.
+      for (const id of roomIds.slice(0, 10)) {
+        await page.locator(`#rooms li[data-room-id="${id}"] button`).click();
+        await page.locator(`#rooms li.current[data-room-id="${id}"]`).waitFor();
+      }
+      await page.locator('#rooms li[data-room-id="1"] button').click();
       await waitFor(
         'every message on screen',
         async () => (await shown()) >= ids.length,
@@ -244,11 +307,11 @@ describe('the XSS corpus in the browser client', () => {
         () => (window as unknown as { __xssHits: string[] }).__xssHits,
       );
       const elements = await injected(page);
-      const tried = payloads.length + nicknames.length;
+      const tried = payloads.length + nicknames.length + roomNames.length;
       const executed =
         hits.dialogs.length + xssHits.length + hits.foreignRequests.length + elements.length;
       console.log(
-        `XSS in Chromium: ${payloads.length} message payloads + ${nicknames.length} nicknames = ${tried} tried, ` +
+        `XSS in Chromium: ${payloads.length} message payloads + ${nicknames.length} nicknames + ${roomNames.length} room names and topics = ${tried} tried, ` +
           `${executed} executed (dialogs ${hits.dialogs.length}, hook calls ${xssHits.length}, ` +
           `foreign requests ${hits.foreignRequests.length}, injected elements ${elements.length}); ` +
           `${ids.length} messages on screen`,
