@@ -138,10 +138,12 @@ describe(
 
     after(async () => {
       const t = Date.now();
-      // All at once: podman stops the pods in parallel (SIGTERM, then SIGKILL after 5 s).
-      if (podsMade.length > 0) {
-        await run('podman', ['pod', 'rm', '--force', '--time', '5', ...podsMade], 120000);
-      }
+      // Every pod at once (one command stops them one after the other): SIGTERM, SIGKILL after 5 s.
+      await Promise.all(
+        podsMade.map((name) =>
+          run('podman', ['pod', 'rm', '--force', '--time', '5', name], 120000),
+        ),
+      );
       for (const name of secretsMade) await run('podman', ['secret', 'rm', name]);
       if (networkMade) await run('podman', ['network', 'rm', '--force', network]);
       fs.rmSync(work, { recursive: true, force: true });
