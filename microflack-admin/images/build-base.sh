@@ -71,7 +71,7 @@ exists() { [ "$rebuild" -eq 0 ] && podman image exists "$1"; }
 
 work=$(mktemp -d /var/tmp/microflack-base.XXXXXX)
 trap 'rm -rf "$work"' EXIT
-labels=(--change "LABEL org.microflack.base=1" --change "LABEL org.opencontainers.image.source=microflack-admin/images/build-base.sh")
+labels=(--change "LABEL org.opencontainers.image.description=MicroFlack local base image (microflack-admin/images/build-base.sh)")
 path_env="ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 # Node's binary without its debug information (98 MB -> 86 MB), and with `libraries`, the libraries
@@ -132,7 +132,6 @@ FROM ${FROM}
 ARG NODE_VERSION
 COPY node/ /
 ENV NODE_VERSION=${NODE_VERSION} NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt
-LABEL org.microflack.base=1
 CONTAINERFILE
   podman build -q --pull=never --network=none -f "$work/Containerfile.node" \
     --build-arg "FROM=$debian_image" --build-arg "NODE_VERSION=$node_version" \
