@@ -299,5 +299,41 @@ describe(
       );
       log(`${messages.name} killed, restarted and routed again in ${since(t)}`);
     });
+
+    it('stops a service on SIGTERM as on one host: deregistered, drained, exit 0', async () => {
+      const tokens = pod('tokens');
+      const container = tokens.containers[0]!;
+      const etcd = createEtcd([`http://${pod('etcd').ip}:2379`]);
+      try {
+        const key = `/services/tokens/upstream/${tokens.name}`;
+        assert.equal(await etcd.get(key).string(), `${tokens.ip}:8080`);
+        const t = Date.now();
+        // SIGTERM to Node (PID 1 of the container), SIGKILL only after 30 s.
+        await podman(['stop', '--time', '30', container], 60000);
+        const stoppedIn = Date.now() - t;
+        assert.equal(await podman(['inspect', container, '--format', '{{.State.ExitCode}}']), '0');
+        assert.ok(stoppedIn < 30000, `stopped by itself (${stoppedIn} ms), not killed`);
+        assert.equal(await etcd.get(key).string(), null, 'its registration is gone');
+        const logs = await run('podman', ['logs', container]);
+        assert.match(logs.stdout + logs.stderr, /"reason":"SIGTERM".*"msg":"shutting down"/);
+        assert.match(logs.stdout + logs.stderr, /"msg":"stopped"/);
+        // The LB no longer routes to it: its own answer, no instance left.
+        await waitFor(
+          'tokens out of HAProxy',
+          async () => {
+            const res = await fetch(`${lbUrl}/api/tokens`, {
+              method: 'POST',
+              signal: AbortSignal.timeout(3000),
+            });
+            return res.status === 503 && res.headers.get('x-microflack-instance') === 'lb';
+          },
+          20000,
+          250,
+        );
+        log(`${tokens.name} stopped on SIGTERM in ${stoppedIn} ms, exit 0, deregistered`);
+      } finally {
+        etcd.close();
+      }
+    });
   },
 );
