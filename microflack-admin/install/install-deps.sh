@@ -9,7 +9,8 @@ Usage: $(basename "$0") [--for run|test] [--no-build] [--check]
 Installs the system packages MicroFlack needs that are missing (apt; the list is requirements.txt
 beside this script), then npm dependencies and the build of this checkout.
   --for run     only what the platform needs to run (mfup)
-  --for test    also what the tests need: shellcheck, Chromium (the default)
+  --for test    also what the tests need: shellcheck, Chromium, podman and its configuration,
+                kubectl (the default)
   --no-build    stop after the npm dependencies
   --check       install nothing: name every missing program and exit 1 if there is one
 USAGE
@@ -63,6 +64,10 @@ if [ "$check" -eq 1 ]; then
     echo "missing: Node.js 20 or newer (see microflack-admin/install/setup-host.sh)" >&2
     status=1
   fi
+  if [ "$scope" = test ] && [ ! -f /etc/containers/containers.conf.d/50-microflack.conf ]; then
+    echo "missing: podman's configuration /etc/containers/containers.conf.d/50-microflack.conf" >&2
+    status=1
+  fi
   # Installed by this script (stamped with the lock's hash) or by hand (no stamp): either will do,
   # unless the stamp says the lock has changed since.
   if [ ! -d node_modules ]; then
@@ -76,15 +81,46 @@ if [ "$check" -eq 1 ]; then
   exit "$status"
 fi
 
+sudo=()
+[ "$(id -u)" -eq 0 ] || sudo=(sudo)
 mapfile -t missing < <(missing_programs | awk '{ print $2 }' | sort -u)
 if [ "${#missing[@]}" -gt 0 ]; then
   step "installing system packages: ${missing[*]}"
-  sudo=()
-  [ "$(id -u)" -eq 0 ] || sudo=(sudo)
   export DEBIAN_FRONTEND=noninteractive
   "${sudo[@]}" apt-get update -q
+  for pkg in "${missing[@]}"; do
+    if ! apt-cache policy "$pkg" 2>/dev/null | grep -q 'Candidate: [^(]'; then
+      case "$pkg" in
+        kubectl)
+          # Debian 12's kubernetes-client is kubectl 1.20, whose kustomize (v2) cannot read the
+          # manifests; kubectl 1.27 or newer comes from the Kubernetes (or Google Cloud) apt
+          # repository, as on the machines MicroFlack's CI runs on.
+          echo "kubectl (1.27 or newer, with kustomize 5) is not in this machine's apt sources:" \
+            "install it from the Kubernetes apt repository (docs/deploy/kubernetes.md)" >&2
+          ;;
+        *) echo "no apt package $pkg on this machine" >&2 ;;
+      esac
+      exit 1
+    fi
+  done
   "${sudo[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
   # Debian starts the packaged servers; MicroFlack runs its own, on its own ports and data.
+fi
+
+# podman (the Kubernetes test's `kube play`) with runc, and limits a container may have here (its
+# defaults ask for more open files than a sandbox's hard limit allows). A drop-in, so that an
+# operator's own containers.conf stays as it is.
+podman_conf=/etc/containers/containers.conf.d/50-microflack.conf
+podman_conf_text='# Written by MicroFlack'"'"'s install-deps.sh: the runtime and limits of its podman test.
+[containers]
+default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]
+
+[engine]
+runtime = "runc"'
+if [ "$scope" = test ] && { [ ! -f "$podman_conf" ] || [ "$(cat "$podman_conf")" != "$podman_conf_text" ]; }; then
+  step "configuring podman ($podman_conf)"
+  "${sudo[@]}" mkdir -p "$(dirname "$podman_conf")"
+  printf '%s\n' "$podman_conf_text" | "${sudo[@]}" tee "$podman_conf" >/dev/null
 fi
 
 node_major=$(node -p 'process.versions.node.split(".")[0]')

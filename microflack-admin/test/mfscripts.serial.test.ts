@@ -81,6 +81,7 @@ describe('mf* scripts: --help and misuse', () => {
       ['mfdown', ['now']],
       ['mfbuild', ['--bogus']],
       ['mfbuild', ['bad/version']],
+      ['mfbuild', ['--local-base']],
       ['mfrun', []],
       ['mfrun', ['nosuch']],
       ['mfrun', ['messages', '--count', 'x']],
@@ -131,10 +132,12 @@ describe('mf* scripts: --help and misuse', () => {
   it('passes shellcheck', async () => {
     const files = [
       ...fs.readdirSync(bin).map((f) => path.join(bin, f)),
-      ...fs
-        .readdirSync(path.join(admin, 'install'))
-        .filter((f) => f.endsWith('.sh'))
-        .map((f) => path.join(admin, 'install', f)),
+      ...['install', 'images'].flatMap((dir) =>
+        fs
+          .readdirSync(path.join(admin, dir))
+          .filter((f) => f.endsWith('.sh'))
+          .map((f) => path.join(admin, dir, f)),
+      ),
     ];
     const r = await new Promise<Result>((resolve) => {
       const child = spawn('shellcheck', files, { cwd: path.dirname(admin) });

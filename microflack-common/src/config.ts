@@ -16,7 +16,9 @@ import {
 // The original's development default; accepted only outside production.
 export const DEV_JWT_SECRET_KEY = 'top-secret!';
 
-const hostPort = /^[A-Za-z0-9.-]+:\d{1,5}$/;
+// One Redis (host:port), or Sentinels and the name of the primary they watch (events.ts).
+const redisTarget =
+  /^(?:[A-Za-z0-9.-]+:\d{1,5}|sentinel:[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:\d{1,5}(?:,[A-Za-z0-9.-]+:\d{1,5})*)$/;
 
 /** Every variable a MicroFlack process reads; services extend it (see loadConfig). */
 export const BaseEnv = z.object({
@@ -27,7 +29,10 @@ export const BaseEnv = z.object({
     .default('http://127.0.0.1:2379')
     .transform((s) => s.split(',').map((u) => u.trim()))
     .pipe(z.array(z.url({ protocol: /^https?$/ })).min(1)),
-  REDIS: z.string().regex(hostPort, 'must be host:port').optional(),
+  REDIS: z
+    .string()
+    .regex(redisTarget, 'must be host:port, or sentinel:<name>@host:port,... for Sentinels')
+    .optional(),
   DATABASE_URL: z.string().min(1).optional(),
   JWT_SECRET_KEY: z.string().min(1).default(DEV_JWT_SECRET_KEY),
   // What the load balancer reaches this instance at: it must accept it as an upstream.

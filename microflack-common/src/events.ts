@@ -31,11 +31,31 @@ export function parseHostPort(hostPort: string): { host: string; port: number } 
   return { host: hostPort.slice(0, i), port: Number(hostPort.slice(i + 1)) };
 }
 
+/** The prefix of a REDIS value naming Sentinels: `sentinel:<primary name>@host:port,host:port`. */
+export const REDIS_SENTINEL_PREFIX = 'sentinel:';
+
+/**
+ * Where a REDIS value says Redis is: one server (`host:port`), or the primary that Sentinels name
+ * (`sentinel:<name>@host:port,...`), which ioredis asks them for and asks again after a failover.
+ */
+export function redisAddress(target: string): RedisOptions {
+  if (!target.startsWith(REDIS_SENTINEL_PREFIX)) return parseHostPort(target);
+  const rest = target.slice(REDIS_SENTINEL_PREFIX.length);
+  const at = rest.indexOf('@');
+  return {
+    name: rest.slice(0, at),
+    sentinels: rest
+      .slice(at + 1)
+      .split(',')
+      .map((hostPort) => parseHostPort(hostPort)),
+  };
+}
+
 /** A client that reconnects for ever; `options` override the defaults (made for events). */
-export function createRedis(hostPort: string, options: RedisOptions = {}): Redis {
+export function createRedis(target: string, options: RedisOptions = {}): Redis {
   const delays = retryDelays(RETRY_POLICIES.redisReconnect);
   const redis = new Redis({
-    ...parseHostPort(hostPort),
+    ...redisAddress(target),
     connectTimeout: 3000,
     // Commands wait while Redis is briefly away (so events sent then still go out), but not forever:
     // 14 reconnections on the redisReconnect schedule are at most ~21 s, as before there was one.

@@ -16,6 +16,20 @@ describe('parseConfig', () => {
     assert.deepEqual(config.ETCD, ['http://a:1', 'http://b:2']);
   });
 
+  it('takes REDIS as host:port or as Sentinels with the name of their primary, nothing else', () => {
+    assert.equal(parseConfig({}, { REDIS: 'redis:6379' }).REDIS, 'redis:6379');
+    const sentinels = 'sentinel:microflack@redis-0.redis-peers:26379,redis-1.redis-peers:26379';
+    assert.equal(parseConfig({}, { REDIS: sentinels }).REDIS, sentinels);
+    for (const bad of [
+      'sentinel:@a:1',
+      'sentinel:mf@',
+      'sentinel:mf@a',
+      'sentinel:mf@a:1,',
+      'a:1,b:2',
+    ])
+      assert.throws(() => parseConfig({}, { REDIS: bad }), /REDIS/, bad);
+  });
+
   it('names every invalid variable in one message', () => {
     assert.throws(
       () => parseConfig({}, { REDIS: 'no-port', LOG_LEVEL: 'loud', PORT: 'x', LB: 'ftp://x' }),

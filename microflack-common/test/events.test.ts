@@ -2,9 +2,9 @@ import assert from 'node:assert/strict';
 import { before, describe, it } from 'node:test';
 import { io as connect, type Socket } from 'socket.io-client';
 import { MessageSchema, UserSchema, type Message, type User } from '../src/contract/index.js';
-import { createEvents } from '../src/events.js';
+import { createEvents, createRedis } from '../src/events.js';
 import { registry } from '../src/metrics.js';
-import { sharedBackends, startRedis } from '@microflack/testkit';
+import { sharedBackends, startRedis, startRedisSentinel } from '@microflack/testkit';
 import { adapterServer } from '@microflack/testkit/socketio';
 
 function message(id: number, source: string): Message {
@@ -78,6 +78,39 @@ describe('events', () => {
     client.close();
     await events.close();
     await srv.close();
+  });
+
+  it('with REDIS sentinel:<name>@host:port, finds the primary through Sentinel and sends events there', async () => {
+    const primary = await startRedis();
+    const sentinel = await startRedisSentinel(primary, 'mfprimary');
+    const target = `sentinel:mfprimary@${sentinel.hostPort}`;
+    const client = createRedis(target);
+    const srv = await adapterServer(primary.hostPort);
+    const socket = connect(srv.url, { transports: ['websocket'] });
+    const connected = nextEvent(socket, 'connect');
+    const events = createEvents(target);
+    try {
+      await client.set('mf:sentinel-test', 'through sentinel');
+      // Written through Sentinel, read on the primary itself: the client was sent there.
+      const direct = createRedis(primary.hostPort);
+      assert.equal(await direct.get('mf:sentinel-test'), 'through sentinel');
+      direct.disconnect();
+      await connected;
+      const received = nextEvent(socket, 'updated_model', 5000);
+      const timer = setInterval(() => events.emitUpdatedModel('User', user(7)), 100);
+      try {
+        assert.deepEqual(await received, { class: 'User', model: user(7) });
+      } finally {
+        clearInterval(timer);
+      }
+    } finally {
+      socket.close();
+      client.disconnect();
+      await events.close();
+      await srv.close();
+      await sentinel.stop();
+      await primary.stop();
+    }
   });
 
   it('is a no-op without REDIS', async () => {

@@ -247,6 +247,44 @@ export async function startRedis(dir = tempDir('redis')): Promise<RedisServer> {
   };
 }
 
+/**
+ * A Redis Sentinel watching `primary` under `name` (quorum 1): the `sentinel:<name>@host:port`
+ * REDIS value reaches the primary through it. Sentinel rewrites its config file: it gets its own.
+ */
+export async function startRedisSentinel(
+  primary: RedisServer,
+  name: string,
+  dir = tempDir('sentinel'),
+): Promise<RedisServer> {
+  const port = await freePort();
+  const conf = path.join(dir, 'sentinel.conf');
+  fs.writeFileSync(
+    conf,
+    [
+      `port ${port}`,
+      'bind 127.0.0.1',
+      `dir ${dir}`,
+      `sentinel monitor ${name} 127.0.0.1 ${primary.port} 1`,
+      `sentinel down-after-milliseconds ${name} 5000`,
+      '',
+    ].join('\n'),
+  );
+  const proc = new Proc('sentinel', 'redis-server', [conf, '--sentinel'], dir);
+  const ready = () => waitFor('redis sentinel', () => canConnect(port));
+  await ready();
+  return {
+    proc,
+    dir,
+    port,
+    hostPort: `127.0.0.1:${port}`,
+    stop: () => proc.stop(),
+    async start() {
+      proc.restart();
+      await ready();
+    },
+  };
+}
+
 export interface MariadbServer extends Server {
   port: number;
   /** Root URL over TCP: mysql://root@127.0.0.1:port */
