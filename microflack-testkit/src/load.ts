@@ -6,9 +6,9 @@
 //   {"instance": name}), counting which instance answered and when it first did.
 // Requests go through node:http with one keep-alive agent, as a busy client's connections do
 // (fetch costs about three times the CPU per request, and the LB tests run their backends in the
-// same process). A 307 is followed once, on a new connection: an old HAProxy worker answers a
-// request on a connection it still holds with 307 to the same URL, and a client sends it again to
-// the current worker.
+// same process). A 307 is followed on a new connection, up to 10 times as browsers would: an old
+// HAProxy worker answers a request on a connection it still holds with 307 to the same URL, and a
+// client sends it again to the current worker.
 //
 // Retry rules (what a careful client does, and what the figures "after retries" include):
 // - GET: retried on a connection error of any kind (refused, reset, timeout) and on 502, 503 and
@@ -23,6 +23,7 @@ import { backoffPolicy, retryDelays } from '@microflack/common';
 import { io, type Socket } from 'socket.io-client';
 
 export const MAX_TRIES = 5;
+const MAX_REDIRECTS = 10;
 /** A careful client's schedule between tries: 100 ms doubling up to 2 s, with jitter. */
 const CLIENT_BACKOFF = backoffPolicy('load client', 100, 2000);
 // Longer than the slow-instance fault (15 s): what waits on a stopped instance is counted, not cut.
@@ -333,13 +334,15 @@ export class LoadGenerator {
           body: body !== undefined ? JSON.stringify(body) : undefined,
           timeoutMs: this.opts.timeoutMs ?? REQUEST_TIMEOUT_MS,
         };
-        let res = await exchange(this.opts.url + path, { ...init, agent: this.agent });
-        const location = res.headers.get('location');
-        if (res.status === 307 && location) {
-          res = await exchange(new URL(location, this.opts.url + path).href, {
-            ...init,
-            agent: false,
-          });
+        let url = this.opts.url + path;
+        let res = await exchange(url, { ...init, agent: this.agent });
+        // As browsers do, up to MAX_REDIRECTS times: during a reload a new connection may still be
+        // taken by the stopping worker.
+        for (let hops = 0; res.status === 307 && hops < MAX_REDIRECTS; hops++) {
+          const location = res.headers.get('location');
+          if (!location) break;
+          url = new URL(location, url).href;
+          res = await exchange(url, { ...init, agent: false });
         }
         const text = res.text;
         this.timed(stats, t0);

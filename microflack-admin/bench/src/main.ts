@@ -182,6 +182,25 @@ async function measureHttpPaths(run: Run): Promise<void> {
     { ceiling: true },
   );
   await loadPath(run, 'GET /api/users', { url: `${lb}/api/users` }, { ceiling: true });
+  // Rooms (issue 16): the caller's room list, a page of a room's history, a full-text search.
+  await loadPath(
+    run,
+    'GET /api/rooms (token)',
+    { url: `${lb}/api/rooms`, headers: run.bearer },
+    { ceiling: true },
+  );
+  await loadPath(
+    run,
+    'GET /api/messages history page',
+    { url: `${lb}/api/messages?room_id=1&before=latest&limit=50` },
+    { ceiling: true },
+  );
+  await loadPath(
+    run,
+    'GET /api/messages search',
+    { url: `${lb}/api/messages?q=load+message` },
+    { ceiling: true },
+  );
 }
 
 /** POST /api/tokens against raw bcrypt on all cores at the cost the users service hashes with. */

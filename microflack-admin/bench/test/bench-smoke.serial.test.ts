@@ -32,6 +32,9 @@ describe('mfbench --smoke', () => {
       'POST /api/messages',
       'GET /api/users',
       'POST /api/tokens',
+      'GET /api/rooms (token)',
+      'GET /api/messages history page',
+      'GET /api/messages search',
     ]) {
       assert.ok(paths.has(p), `measured ${p}`);
     }
