@@ -30,7 +30,7 @@ export function createApi(lb: string): Api {
       // As a well-behaved client: 503 means nothing was done (users still drains a sign-in
       // queue after a load run), so try again; 429 means our own earlier tries are still being
       // checked there (they count as failures until they end), so wait as told. For up to 3 min:
-      // users goes on checking the passwords of sign-ins whose callers gave up (see BENCHMARKS.md),
+      // users goes on checking the passwords of sign-ins whose callers gave up (left for issue 17),
       // a queue that takes a minute or more to drain on a busy 2-core machine.
       const deadline = Date.now() + 180000;
       for (;;) {
