@@ -61,6 +61,10 @@ function runNodeTest(group, parallel) {
       'tsx',
       '--test',
       `--test-concurrency=${parallel}`,
+      // Every test is bounded: one that hangs fails after 10 min instead of holding CI, and a
+      // file whose tests are all done exits even if something it started was left open.
+      '--test-timeout=600000',
+      '--test-force-exit',
       '--test-reporter=spec',
       ...group,
     ],
