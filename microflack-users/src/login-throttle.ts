@@ -284,8 +284,8 @@ export function createLoginThrottle(opts: CreateThrottleOptions = {}): LoginThro
     const cp = p.consumedPoints;
     const addressHasFailed = (af?.consumedPoints ?? 0) > 0;
     // No failure from this address on this nickname (within forgetAfterMs): its attempt over the
-    // nickname's free ones goes through the clean lane, one at a time, and only one of its own at
-    // a time (so a burst from one fresh address gets no more than one through it).
+    // nickname's free ones goes through the clean lane, one at a time (so a burst from one fresh
+    // address gets one through it, then the nickname's turn holds the rest).
     const clean = (pf?.consumedPoints ?? 0) === 0;
     let heldP = false;
     let heldN = false;
@@ -297,12 +297,17 @@ export function createLoginThrottle(opts: CreateThrottleOptions = {}): LoginThro
       heldP = waitMs === 0;
     }
     if (waitMs === 0 && cn >= nickname.free) {
-      if (clean && cp > 1) {
-        // Its own address has an attempt on this nickname being checked: wait for that one.
-        waitMs = delayMs(0);
-      } else if (clean) {
+      if (clean) {
         waitMs = await takeTurn(cleanLane, nick, 1, 0);
         heldC = waitMs === 0;
+        // A failure of this address recorded while it waited for the lane (the lane is released
+        // only after the failure is counted): not clean after all, so the nickname's turn decides.
+        if (heldC && ((await pair.failed.get(both))?.consumedPoints ?? 0) > 0) {
+          await cleanLane.delete(nick);
+          heldC = false;
+          waitMs = await takeTurn(nickname.turn, nick, cn, nickname.free);
+          heldN = waitMs === 0;
+        }
       } else {
         waitMs = await takeTurn(nickname.turn, nick, cn, nickname.free);
         heldN = waitMs === 0;
@@ -349,14 +354,16 @@ export function createLoginThrottle(opts: CreateThrottleOptions = {}): LoginThro
       await dim.turn.set(key, WAITING + 1, waitSec);
     }
     const attempt: LoginAttempt = {
-      failed: once(() =>
-        Promise.all([
+      failed: once(async () => {
+        await Promise.all([
           failedOn(pair, both, cp),
           failedOn(nickname, nick, cn),
           failedOn(address, addr, ca),
-          heldC ? cleanLane.delete(nick) : undefined,
-        ]),
-      ),
+        ]);
+        // Only once the failure is counted: an attempt of this address that takes the lane next
+        // sees it.
+        if (heldC) await cleanLane.delete(nick);
+      }),
       // The address keeps its count: a guesser must not reset it by signing in to an account of
       // its own.
       succeeded: once(() =>
