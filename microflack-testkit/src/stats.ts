@@ -42,10 +42,14 @@ export function isServerOf(s: ServerStats, instance: string): boolean {
   return s.name === instance || s.name.startsWith(`${instance}_`);
 }
 
+/** The instance's server in `backend` (an instance may serve several: messages also serves rooms). */
 export async function statsOf(
   lbUrl: string,
   password: string,
   instance: string,
+  backend?: string,
 ): Promise<ServerStats | undefined> {
-  return (await serverStats(lbUrl, password)).find((s) => isServerOf(s, instance));
+  return (await serverStats(lbUrl, password)).find(
+    (s) => isServerOf(s, instance) && (backend === undefined || s.backend === backend),
+  );
 }

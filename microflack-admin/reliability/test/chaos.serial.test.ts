@@ -54,8 +54,9 @@ describe('chaos: kill -9 a random instance every 10 s under load', () => {
     await waitFor(
       'all 15 instances UP',
       async () => {
+        // The five services' own backends (messages instances also serve svc_rooms).
         const servers = (await serverStats(lb, password)).filter((s) =>
-          s.backend.startsWith('svc_'),
+          SERVICES.includes(s.backend.replace(/^svc_/, '')),
         );
         stable = servers.length === 15 && servers.every((s) => s.status === 'UP') ? stable + 1 : 0;
         return stable >= 6;
@@ -120,7 +121,7 @@ describe('chaos: kill -9 a random instance every 10 s under load', () => {
         'all 15 instances UP again',
         async () => {
           const servers = (await serverStats(lb, password)).filter((s) =>
-            s.backend.startsWith('svc_'),
+            SERVICES.includes(s.backend.replace(/^svc_/, '')),
           );
           return servers.length === 15 && servers.every((s) => s.status === 'UP');
         },

@@ -283,7 +283,7 @@ describe('faults under load', () => {
         const stoppedAt = Date.now();
         try {
           while (Date.now() - stoppedAt < 15000) {
-            const s = await statsOf(platform.url, STATS_PASSWORD, name);
+            const s = await statsOf(platform.url, STATS_PASSWORD, name, 'svc_messages');
             samples.push({
               ms: Date.now() - stoppedAt,
               status: s?.status ?? 'absent',
@@ -298,7 +298,8 @@ describe('faults under load', () => {
         const contAt = Date.now();
         await waitFor(
           'the instance to be UP again',
-          async () => (await statsOf(platform.url, STATS_PASSWORD, name))?.status === 'UP',
+          async () =>
+            (await statsOf(platform.url, STATS_PASSWORD, name, 'svc_messages'))?.status === 'UP',
           20000,
           100,
         );
