@@ -77,33 +77,22 @@ function listQuery(query: MessageListQuery, roomId: number): ListQuery {
   return q;
 }
 
-/** The next page's URL: same filters, cursor at the last message of this page. */
-function nextPageUrl(
+/**
+ * A neighbouring page of the last day's list: same filters, `after` the last message of this page
+ * (the next one) or `until` its first (the previous one).
+ */
+function listPageUrl(
   query: MessageListQuery,
   limit: number,
-  last: { updated_at: number; id: number },
+  cursor: 'after' | 'until',
+  at: { updated_at: number; id: number },
 ): string {
   const params = new URLSearchParams();
   if (query.room_id !== undefined) params.set('room_id', String(query.room_id));
   if (query.updated_since !== undefined) params.set('updated_since', String(query.updated_since));
   if (query.user_id !== undefined) params.set('user_id', String(query.user_id));
   params.set('limit', String(limit));
-  params.set('after', `${last.updated_at},${last.id}`);
-  return `/api/messages?${params.toString()}`;
-}
-
-/** The page before this one in the list order: same filters, cursor at its first message. */
-function previousPageUrl(
-  query: MessageListQuery,
-  limit: number,
-  first: { updated_at: number; id: number },
-): string {
-  const params = new URLSearchParams();
-  if (query.room_id !== undefined) params.set('room_id', String(query.room_id));
-  if (query.updated_since !== undefined) params.set('updated_since', String(query.updated_since));
-  if (query.user_id !== undefined) params.set('user_id', String(query.user_id));
-  params.set('limit', String(limit));
-  params.set('until', `${first.updated_at},${first.id}`);
+  params.set(cursor, `${at.updated_at},${at.id}`);
   return `/api/messages?${params.toString()}`;
 }
 
@@ -262,7 +251,7 @@ export function messagesRouter({
       const first = keys.length > limit ? keys[1] : undefined;
       if (first) {
         keys.shift();
-        tail = `],"previous":${JSON.stringify(previousPageUrl(query, limit, first))}}`;
+        tail = `],"previous":${JSON.stringify(listPageUrl(query, limit, 'until', first))}}`;
       }
       await sendKeys(res, keys, tail);
       return;
@@ -271,7 +260,7 @@ export function messagesRouter({
     let tail = ']}';
     const lastKey = keys[keys.length - 1];
     if (q.limit !== undefined && keys.length === q.limit && lastKey) {
-      const next = nextPageUrl(query, q.limit, lastKey);
+      const next = listPageUrl(query, q.limit, 'after', lastKey);
       tail = `],"next":${JSON.stringify(next)}}`;
     }
     await sendKeys(res, keys, tail);

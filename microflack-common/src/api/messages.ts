@@ -107,6 +107,21 @@ export const MAX_SEARCH_CHARS = 200;
 const AFTER = /^(-?\d{1,15}),([1-9]\d{0,14})$/;
 const afterMessage = 'must be <updated_at>,<id> from a previous page';
 
+/** A keyset cursor of the last day's list: `<updated_at>,<id>`. */
+function listCursor(description: string) {
+  return z
+    .string({
+      error: (issue) => (Array.isArray(issue.input) ? 'must be given once' : afterMessage),
+    })
+    .regex(AFTER, { error: afterMessage })
+    .transform((v) => {
+      const [, ts, id] = AFTER.exec(v) as RegExpExecArray;
+      return { updatedAt: Number(ts), id: Number(id) };
+    })
+    .meta({ description })
+    .optional();
+}
+
 export const MessageListQuery = queryParams({
   updated_since: queryInteger({
     min: 0,
@@ -124,36 +139,14 @@ export const MessageListQuery = queryParams({
     max: MAX_PAGE_SIZE,
     description: 'At most this many messages; a full page links the next one.',
   }).optional(),
-  after: z
-    .string({
-      error: (issue) => (Array.isArray(issue.input) ? 'must be given once' : afterMessage),
-    })
-    .regex(AFTER, { error: afterMessage })
-    .transform((v) => {
-      const [, ts, id] = AFTER.exec(v) as RegExpExecArray;
-      return { updatedAt: Number(ts), id: Number(id) };
-    })
-    .meta({
-      // No `example`: Swagger UI puts examples into "Try it out", and these parameters together
-      // make a request the API refuses; the examples are in the descriptions.
-      description:
-        'Keyset cursor: the updated_at and id of the last message of the previous page, e.g. `1767225600,42`.',
-    })
-    .optional(),
-  until: z
-    .string({
-      error: (issue) => (Array.isArray(issue.input) ? 'must be given once' : afterMessage),
-    })
-    .regex(AFTER, { error: afterMessage })
-    .transform((v) => {
-      const [, ts, id] = AFTER.exec(v) as RegExpExecArray;
-      return { updatedAt: Number(ts), id: Number(id) };
-    })
-    .meta({
-      description:
-        'Keyset cursor (from a `previous` link): the messages just before this updated_at and id, in the list order.',
-    })
-    .optional(),
+  // No `example` on the cursors: Swagger UI puts examples into "Try it out", and these parameters
+  // together make a request the API refuses; the examples are in the descriptions.
+  after: listCursor(
+    'Keyset cursor: the updated_at and id of the last message of the previous page, e.g. `1767225600,42`.',
+  ),
+  until: listCursor(
+    'Keyset cursor (from a `previous` link): the messages just before this updated_at and id, in the list order.',
+  ),
   room_id: queryInteger({
     min: 1,
     max: MAX_15_DIGITS,
