@@ -283,10 +283,11 @@ export function createLoginThrottle(opts: CreateThrottleOptions = {}): LoginThro
     const ca = a.consumedPoints;
     const cp = p.consumedPoints;
     const addressHasFailed = (af?.consumedPoints ?? 0) > 0;
-    // No failure from this address on this nickname (within forgetAfterMs): its attempt over the
-    // nickname's free ones goes through the clean lane, one at a time (so a burst from one fresh
-    // address gets one through it, then the nickname's turn holds the rest).
-    const clean = (pf?.consumedPoints ?? 0) === 0;
+    // No failure from this address on this nickname (within forgetAfterMs) and no other attempt of
+    // it in flight: its attempt over the nickname's free ones goes through the clean lane, one at a
+    // time. A real user signs in once; a burst from one fresh address is not clean past its first
+    // attempt, so the nickname's turn holds the rest (its free checks and no more).
+    const clean = cp === 1 && (pf?.consumedPoints ?? 0) === 0;
     let heldP = false;
     let heldN = false;
     let heldC = false;
@@ -300,14 +301,6 @@ export function createLoginThrottle(opts: CreateThrottleOptions = {}): LoginThro
       if (clean) {
         waitMs = await takeTurn(cleanLane, nick, 1, 0);
         heldC = waitMs === 0;
-        // A failure of this address recorded while it waited for the lane (the lane is released
-        // only after the failure is counted): not clean after all, so the nickname's turn decides.
-        if (heldC && ((await pair.failed.get(both))?.consumedPoints ?? 0) > 0) {
-          await cleanLane.delete(nick);
-          heldC = false;
-          waitMs = await takeTurn(nickname.turn, nick, cn, nickname.free);
-          heldN = waitMs === 0;
-        }
       } else {
         waitMs = await takeTurn(nickname.turn, nick, cn, nickname.free);
         heldN = waitMs === 0;

@@ -205,6 +205,30 @@ for (const store of ['redis', 'memory'] as const) {
         extra?.disconnect();
       }
     });
+
+    it('lets guesses from one fresh address have the free checks and not one more, and still lets the real user in', async () => {
+      const throttle = createLoginThrottle({
+        redis,
+        keyPrefix: `test:${randomUUID()}`,
+        freeFailuresPerNickname: 3,
+      });
+      const begin = () => throttle.begin('grace', 'guesser');
+      // Three overlapping guesses go (the third holds the nickname's turn)...
+      const first = [await begin(), await begin(), await begin()];
+      for (const t of first) assert.equal(t.waitMs, 0);
+      // ...one fails while the others are still checked: the address has failed now, but no
+      // guess of it gets past the one holding the turn (it used to take a second way in).
+      await attemptOf(first[0]!).failed();
+      assert.ok((await begin()).waitMs > 0, 'a fourth overlapping guess waits');
+      // A burst is held the same way.
+      const burst = await Promise.all(Array.from({ length: 20 }, begin));
+      assert.equal(burst.filter((t) => 'attempt' in t).length, 0);
+      await Promise.all(first.slice(1).map((t) => attemptOf(t).failed()));
+      assert.ok((await begin()).waitMs > 0, 'the guesser waits');
+      const real = await throttle.begin('grace', 'home');
+      assert.equal(real.waitMs, 0, 'an address that has not been failing is checked');
+      await attemptOf(real).succeeded();
+    });
   });
 }
 
