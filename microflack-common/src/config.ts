@@ -18,6 +18,10 @@ export const DEV_JWT_SECRET_KEY = 'top-secret!';
 
 const hostPort = /^[A-Za-z0-9.-]+:\d{1,5}$/;
 
+/** `sentinel://host:port,host:port/<master name>`: the value of REDIS for Redis behind Sentinels. */
+export const REDIS_SENTINEL_PATTERN =
+  /^sentinel:\/\/([A-Za-z0-9.-]+:\d{1,5}(?:,[A-Za-z0-9.-]+:\d{1,5})*)\/([A-Za-z0-9._-]+)$/;
+
 /** Every variable a MicroFlack process reads; services extend it (see loadConfig). */
 export const BaseEnv = z.object({
   NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
@@ -27,7 +31,14 @@ export const BaseEnv = z.object({
     .default('http://127.0.0.1:2379')
     .transform((s) => s.split(',').map((u) => u.trim()))
     .pipe(z.array(z.url({ protocol: /^https?$/ })).min(1)),
-  REDIS: z.string().regex(hostPort, 'must be host:port').optional(),
+  // One server, or the primary that Sentinels name: sentinel://host:port,host:port/<name>.
+  REDIS: z
+    .string()
+    .refine(
+      (s) => hostPort.test(s) || REDIS_SENTINEL_PATTERN.test(s),
+      'must be host:port or sentinel://host:port[,host:port...]/<name>',
+    )
+    .optional(),
   DATABASE_URL: z.string().min(1).optional(),
   JWT_SECRET_KEY: z.string().min(1).default(DEV_JWT_SECRET_KEY),
   // What the load balancer reaches this instance at: it must accept it as an upstream.

@@ -1,6 +1,7 @@
 // `updated_model` events to every browser, published to Redis with the Socket.IO emitter.
 import { Emitter } from '@socket.io/redis-emitter';
 import { Redis, type RedisOptions } from 'ioredis';
+import { REDIS_SENTINEL_PATTERN } from './config.js';
 import { EVENTS, type ModelOf, type UpdatedModelEvent } from './contract/index.js';
 import { logger } from './log.js';
 import { eventFailures } from './metrics.js';
@@ -20,11 +21,36 @@ export function parseHostPort(hostPort: string): { host: string; port: number } 
   return { host: hostPort.slice(0, i), port: Number(hostPort.slice(i + 1)) };
 }
 
+/**
+ * Where REDIS points: one server (`host:port`), or the primary that Sentinels name
+ * (`sentinel://h1:26379,h2:26379,h3:26379/<name>`), followed through failovers.
+ */
+export function redisTarget(
+  value: string,
+):
+  | { host: string; port: number }
+  | { sentinels: Array<{ host: string; port: number }>; name: string } {
+  const m = REDIS_SENTINEL_PATTERN.exec(value);
+  if (!m) return parseHostPort(value);
+  return { sentinels: (m[1] as string).split(',').map(parseHostPort), name: m[2] as string };
+}
+
 /** A client that reconnects for ever; `options` override the defaults (made for events). */
 export function createRedis(hostPort: string, options: RedisOptions = {}): Redis {
   const delays = retryDelays(RETRY_POLICIES.redisReconnect);
+  const target = redisTarget(hostPort);
   const redis = new Redis({
-    ...parseHostPort(hostPort),
+    ...target,
+    ...('sentinels' in target
+      ? {
+          // A Sentinel cut off from us must not hold up finding the primary; and when the
+          // Sentinels announce a new primary (+switch-master), drop the old one at once: a
+          // primary behind a partition would otherwise keep the connection open and silent.
+          sentinelCommandTimeout: 1000,
+          failoverDetector: true,
+          sentinelRetryStrategy: () => delays.next(),
+        }
+      : {}),
     connectTimeout: 3000,
     // Commands wait while Redis is briefly away (so events sent then still go out), but not forever:
     // 14 reconnections on the redisReconnect schedule are at most ~21 s, as before there was one.
