@@ -1,7 +1,7 @@
 // The Galera health check for HAProxy (what Percona's clustercheck does, without xinetd): an HTTP
 // server on the node's address answering 200 only while the local node is Synced in the Primary
 // component and ready for queries, 503 otherwise (joining, donor, desynced, or cut off from the
-// majority: a node that lost quorum must not be sent a single write). Run by mfcluster on every
+// majority: a node that lost quorum must not be sent a single write); a donor counts as synced. Run by mfcluster on every
 // host; HAProxy's `option httpchk` polls it every second.
 //
 // Environment: MF_CHECK_LISTEN (address:port to listen on), MF_CHECK_SOCKET (the node's socket),
@@ -42,8 +42,12 @@ const server = http.createServer(async (req, res) => {
   let body;
   try {
     const s = await state();
+    // Synced (4), or a donor (2) of an incremental transfer: IST is sent in the background and the
+    // donor keeps taking writes (mfcluster makes the nodes ask other donors than the first host's).
     const synced =
-      s.wsrep_local_state === '4' && s.wsrep_cluster_status === 'Primary' && s.wsrep_ready === 'ON';
+      (s.wsrep_local_state === '4' || s.wsrep_local_state === '2') &&
+      s.wsrep_cluster_status === 'Primary' &&
+      s.wsrep_ready === 'ON';
     status = synced ? 200 : 503;
     body = {
       state: s.wsrep_local_state_comment,
