@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Starts one Galera node (mariadbd with the arguments given) the way Debian's mysqld_safe and
 # galera_new_cluster would, without systemd:
-# - when the bootstrap flag file exists (written by `mfcluster up` for the one node that starts a
-#   new cluster), it is removed and the node starts with --wsrep-new-cluster: once only, so that
-#   supervisord restarting this node later makes it join the cluster again, never found a second one;
+# - while the bootstrap flag file exists (written by `mfcluster up` for the one node that starts a
+#   new cluster, and removed by it as soon as that node is primary), the node starts with
+#   --wsrep-new-cluster: a start that fails is tried again the same way, and once the cluster
+#   exists supervisord restarting this node makes it join the cluster, never found a second one;
 # - a state transfer (SST) uses rsync through sst-bin/ (method mfrsync);
 # - after a crash (grastate.dat says seqno -1), the last committed position is recovered from
 #   InnoDB first (--wsrep-recover) and given as --wsrep-start-position, so that the node asks its
@@ -39,7 +40,6 @@ fi
 
 extra=()
 if [ -e "$flag" ]; then
-  rm -f "$flag"
   echo "galera-start: bootstrapping a new cluster from this node (--wsrep-new-cluster)"
   extra+=(--wsrep-new-cluster)
 elif [ -f "$datadir/grastate.dat" ] && grep -q '^seqno: *-1' "$datadir/grastate.dat"; then

@@ -1,0 +1,18 @@
+import { RemoteLoad } from './dist/remote-load.js';
+import { formatReport } from './dist/load.js';
+import { execFileSync } from 'node:child_process';
+const [url, ns, host, secs] = process.argv.slice(2);
+const load = new RemoteLoad(url, ['ip', 'netns', 'exec', ns]);
+await load.logins(`dbg${Date.now() % 1e5}u`, 4);
+await load.start({ ratePerSecond: 30, sockets: 3 });
+await new Promise((r) => setTimeout(r, 5000));
+const at = Date.now();
+console.log(execFileSync('/work/wt-cluster/microflack-admin/bin/mfcluster', ['cut', host]).toString());
+await new Promise((r) => setTimeout(r, Number(secs) * 1000));
+console.log(execFileSync('/work/wt-cluster/microflack-admin/bin/mfcluster', ['heal', host]).toString());
+await new Promise((r) => setTimeout(r, 5000));
+const rep = await load.stop();
+const d = await load.checkDelivery(10000);
+console.log(formatReport('dbg', rep, d));
+console.log('failed at (s after cut):', rep.failedAt.map((t) => ((t - at) / 1000).toFixed(1)).join(' '));
+await load.close();
