@@ -247,6 +247,51 @@ export async function startRedis(dir = tempDir('redis')): Promise<RedisServer> {
   };
 }
 
+export interface SentinelServer extends Server {
+  port: number;
+  /** The value of REDIS for clients of the primary it watches. */
+  url: string;
+}
+
+/**
+ * One Redis Sentinel watching `primaryPort` on 127.0.0.1 as master `name` (quorum 1, down after
+ * 1 s), its config in its own directory (Sentinel rewrites it).
+ */
+export async function startSentinel(
+  primaryPort: number,
+  name = 'mf',
+  dir = tempDir('sentinel'),
+): Promise<SentinelServer> {
+  const port = await freePort();
+  const conf = path.join(dir, 'sentinel.conf');
+  fs.writeFileSync(
+    conf,
+    [
+      `port ${port}`,
+      'bind 127.0.0.1',
+      `dir ${dir}`,
+      `sentinel monitor ${name} 127.0.0.1 ${primaryPort} 1`,
+      `sentinel down-after-milliseconds ${name} 1000`,
+      `sentinel failover-timeout ${name} 5000`,
+      '',
+    ].join('\n'),
+  );
+  const proc = new Proc('sentinel', 'redis-server', [conf, '--sentinel'], dir);
+  const ready = () => waitFor('sentinel', () => canConnect(port));
+  await ready();
+  return {
+    proc,
+    dir,
+    port,
+    url: `sentinel://127.0.0.1:${port}/${name}`,
+    stop: () => proc.stop(),
+    async start() {
+      proc.restart();
+      await ready();
+    },
+  };
+}
+
 export interface MariadbServer extends Server {
   port: number;
   /** Root URL over TCP: mysql://root@127.0.0.1:port */
