@@ -103,6 +103,15 @@ describe('mf* scripts: --help and misuse', () => {
       ['mfvars', ['--bogus']],
       ['mftest', ['--bogus']],
       ['mftest', ['no-test-file-is-named-like-this']],
+      ['mfcluster', []],
+      ['mfcluster', ['jump']],
+      ['mfcluster', ['up', '--hosts', '2']],
+      ['mfcluster', ['up', '--hosts']],
+      ['mfcluster', ['down', 'now']],
+      ['mfcluster', ['status', '--bogus']],
+      ['mfcluster', ['cut']],
+      ['mfcluster', ['crash', 'h1', 'h2']],
+      ['mfcluster', ['exec', 'h1']],
     ];
     for (const [script, args] of cases) {
       const r = await run(script, args, env);
@@ -132,6 +141,10 @@ describe('mf* scripts: --help and misuse', () => {
         .readdirSync(path.join(admin, 'install'))
         .filter((f) => f.endsWith('.sh'))
         .map((f) => path.join(admin, 'install', f)),
+      path.join(admin, 'cluster', 'galera-start.sh'),
+      ...fs
+        .readdirSync(path.join(admin, 'cluster', 'sst-bin'))
+        .map((f) => path.join(admin, 'cluster', 'sst-bin', f)),
     ];
     const r = await new Promise<Result>((resolve) => {
       const child = spawn('shellcheck', files, { cwd: path.dirname(admin) });
