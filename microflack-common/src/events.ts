@@ -71,7 +71,46 @@ export function createRedis(hostPort: string, options: RedisOptions = {}): Redis
     if (down) log.info('redis back');
     down = false;
   });
+  if ('sentinels' in target) watchRole(redis);
   return redis;
+}
+
+/** How often a client behind Sentinels checks that its server is still the primary. */
+export const REDIS_ROLE_CHECK_MS = 1000;
+
+/**
+ * A server the client reached as the primary can stop being it without closing the connection: a
+ * restarted old primary that comes back as a primary for a moment and is then made a replica by
+ * the Sentinels keeps its clients, and a PUBLISH on a replica reaches only that replica's
+ * subscribers (an event lost for every other reader). So a client in normal mode asks ROLE every
+ * second and, when the answer is not `master`, reconnects: the Sentinels name the primary again.
+ * (A subscriber may stay on a replica: published messages are replicated to it.)
+ */
+function watchRole(redis: Redis): void {
+  let checking = false;
+  const timer = setInterval(() => {
+    if (checking || redis.status !== 'ready' || redis.mode !== 'normal') return;
+    checking = true;
+    Promise.race([
+      redis.role(),
+      new Promise<never>((_, reject) =>
+        setTimeout(() => reject(new Error('ROLE timed out')), REDIS_ROLE_CHECK_MS).unref(),
+      ),
+    ])
+      .then((role) => {
+        if ((role as unknown[])[0] !== 'master') {
+          log.warn(
+            { role: (role as unknown[])[0] },
+            'redis server is no longer the primary: reconnecting',
+          );
+          redis.disconnect(true);
+        }
+      })
+      .catch(() => undefined)
+      .finally(() => (checking = false));
+  }, REDIS_ROLE_CHECK_MS);
+  timer.unref();
+  redis.once('end', () => clearInterval(timer));
 }
 
 export function createEvents(redisHostPort: string | undefined): Events {

@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import { execFile, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
@@ -158,6 +159,14 @@ describe('MicroFlack on three hosts', { timeout: 20 * 60 * 1000 }, () => {
   after(async () => {
     console.log(`\ncluster figures:\n${figures.join('\n')}`);
     await load?.close();
+    if (process.env.MF_KEEP_TMP === '1' && fs.existsSync(home)) {
+      // The hosts' logs, for a failure to be read after the cluster is gone.
+      const kept = fs.mkdtempSync(path.join(os.tmpdir(), 'mfcluster-logs-'));
+      for (const h of ['h1', 'h2', 'h3']) {
+        fs.cpSync(path.join(home, h, 'logs'), path.join(kept, h), { recursive: true });
+      }
+      console.log(`cluster logs kept in ${kept}`);
+    }
     if (!down) await run(['down', '--purge'], 300000).catch((e: Error) => console.error(e.message));
   });
 
