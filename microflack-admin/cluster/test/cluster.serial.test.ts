@@ -307,6 +307,7 @@ describe('MicroFlack on three hosts', { timeout: 20 * 60 * 1000 }, () => {
     const token = (await load!.logins(`minor${Date.now() % 1e5}`, 1))[0]!.token;
     const refused: string[] = [];
     let directSql = '';
+    let healMs = 0;
     const { report, delivery, faultAt } = await underLoad(
       `${minority} (minority) cut off ${MINORITY_CUT_SECONDS} s`,
       async () => {
@@ -342,13 +343,14 @@ describe('MicroFlack on three hosts', { timeout: 20 * 60 * 1000 }, () => {
           "INSERT INTO messages.messages (source, html, user_id, created_at, updated_at) VALUES ('direct', 'direct', 1, 0, 0)",
         );
         directSql = direct.status === 0 ? 'accepted' : direct.stderr.trim();
-        await run(['heal', minority]);
+        healMs = (await run(['heal', minority])).ms;
         return at;
       },
     );
     const text =
       `  writes sent to ${minority} while cut off: ${refused.length}, answers ${JSON.stringify(refused)}; ` +
-      `an INSERT on its own node: ${directSql}`;
+      `an INSERT on its own node: ${directSql.split('\n').pop()}; ` +
+      `${minority} rejoined ${(healMs / 1000).toFixed(1)} s after heal`;
     figures.push(text);
     console.log(text);
     assert.ok(refused.length >= 5);
