@@ -71,46 +71,105 @@ export function createRedis(hostPort: string, options: RedisOptions = {}): Redis
     if (down) log.info('redis back');
     down = false;
   });
-  if ('sentinels' in target) watchRole(redis);
+  if ('sentinels' in target) watchPrimary(redis, target);
   return redis;
 }
 
 /** How often a client behind Sentinels checks that its server is still the primary. */
-export const REDIS_ROLE_CHECK_MS = 1000;
+export const REDIS_PRIMARY_CHECK_MS = 1000;
+
+type SentinelTarget = { sentinels: Array<{ host: string; port: number }>; name: string };
 
 /**
- * A server the client reached as the primary can stop being it without closing the connection: a
- * restarted old primary that comes back as a primary for a moment and is then made a replica by
- * the Sentinels keeps its clients, and a PUBLISH on a replica reaches only that replica's
- * subscribers (an event lost for every other reader). So a client in normal mode asks ROLE every
- * second and, when the answer is not `master`, reconnects: the Sentinels name the primary again.
- * (A subscriber may stay on a replica: published messages are replicated to it.)
+ * One set of Sentinel connections per REDIS value in a process, shared by its clients: `ask()`
+ * answers the primary (`ip:port`) that a majority of the Sentinels name, or undefined.
  */
-function watchRole(redis: Redis): void {
+const askers = new Map<
+  string,
+  { users: number; ask(): Promise<string | undefined>; close(): void }
+>();
+
+function sentinelAsker(target: SentinelTarget) {
+  const key = JSON.stringify(target);
+  let asker = askers.get(key);
+  if (!asker) {
+    const clients = target.sentinels.map((s) => {
+      const c = new Redis({
+        ...s,
+        connectTimeout: 1000,
+        commandTimeout: 1000,
+        enableOfflineQueue: false,
+        maxRetriesPerRequest: 0,
+        retryStrategy: () => 1000,
+      });
+      c.on('error', () => undefined);
+      return c;
+    });
+    asker = {
+      users: 0,
+      async ask() {
+        const answers = await Promise.all(
+          clients.map((c) =>
+            c.status === 'ready'
+              ? (
+                  c.call('SENTINEL', 'GET-MASTER-ADDR-BY-NAME', target.name) as Promise<
+                    string[] | null
+                  >
+                ).catch(() => null)
+              : Promise.resolve(null),
+          ),
+        );
+        const votes = new Map<string, number>();
+        for (const a of answers)
+          if (a) votes.set(`${a[0]}:${a[1]}`, (votes.get(`${a[0]}:${a[1]}`) ?? 0) + 1);
+        for (const [addr, n] of votes) if (n > clients.length / 2) return addr;
+        return undefined;
+      },
+      close() {
+        for (const c of clients) c.disconnect();
+        askers.delete(key);
+      },
+    };
+    askers.set(key, asker);
+  }
+  asker.users++;
+  return asker;
+}
+
+/**
+ * A server the client reached as the primary can stop being it without closing the connection: an
+ * old primary that comes back and is made a replica by the Sentinels keeps its clients, and Redis
+ * does not pass a PUBLISH on to replicas, so a subscriber there hears nothing more and a publisher
+ * there reaches nobody. So every second a client behind Sentinels compares the server it is
+ * connected to with the primary a majority of the Sentinels name, and reconnects when they differ
+ * (the Sentinels then give it the primary; a subscriber subscribes again).
+ */
+function watchPrimary(redis: Redis, target: SentinelTarget): void {
+  const asker = sentinelAsker(target);
   let checking = false;
   const timer = setInterval(() => {
-    if (checking || redis.status !== 'ready' || redis.mode !== 'normal') return;
+    const stream = (
+      redis as unknown as { stream?: { remoteAddress?: string; remotePort?: number } }
+    ).stream;
+    if (checking || redis.status !== 'ready' || !stream?.remoteAddress) return;
     checking = true;
-    Promise.race([
-      redis.role(),
-      new Promise<never>((_, reject) =>
-        setTimeout(() => reject(new Error('ROLE timed out')), REDIS_ROLE_CHECK_MS).unref(),
-      ),
-    ])
-      .then((role) => {
-        if ((role as unknown[])[0] !== 'master') {
-          log.warn(
-            { role: (role as unknown[])[0] },
-            'redis server is no longer the primary: reconnecting',
-          );
+    const connected = `${stream.remoteAddress}:${stream.remotePort}`;
+    asker
+      .ask()
+      .then((primary) => {
+        if (primary && primary !== connected && redis.status === 'ready') {
+          log.warn({ connected, primary }, 'redis server is not the primary: reconnecting');
           redis.disconnect(true);
         }
       })
       .catch(() => undefined)
       .finally(() => (checking = false));
-  }, REDIS_ROLE_CHECK_MS);
+  }, REDIS_PRIMARY_CHECK_MS);
   timer.unref();
-  redis.once('end', () => clearInterval(timer));
+  redis.once('end', () => {
+    clearInterval(timer);
+    if (--asker.users === 0) asker.close();
+  });
 }
 
 export function createEvents(redisHostPort: string | undefined): Events {

@@ -125,4 +125,56 @@ describe('REDIS through Sentinels', () => {
     );
     console.log(`  clients on the new primary ${Date.now() - t0} ms after the Sentinel named it`);
   });
+
+  it('moves clients off a server that stops being the primary even unannounced (a subscriber too)', async () => {
+    // No failover detector: only the clients' own check can notice, as for an old primary that
+    // comes back and is made a replica while clients are connected to it.
+    const s = new Redis({ port: sentinel.port, host: '127.0.0.1' });
+    clients.push(s);
+    const primaryNow = async () =>
+      ((await s.call('SENTINEL', 'GET-MASTER-ADDR-BY-NAME', 'mf')) as string[])[1];
+    const before = await primaryNow();
+    const cmd = createRedis(sentinel.url, { failoverDetector: false });
+    const sub = createRedis(sentinel.url, { failoverDetector: false });
+    clients.push(cmd, sub);
+    const got: string[] = [];
+    await sub.subscribe('mf-test-2');
+    sub.on('message', (_ch: string, m: string) => got.push(m));
+    await cmd.set('x', '1');
+    await waitFor(
+      'replication to settle',
+      async () => {
+        const replicas = (await s.call('SENTINEL', 'REPLICAS', 'mf')) as string[][];
+        return replicas.length === 1 && replicas[0]!.includes('slave');
+      },
+      15000,
+      200,
+    );
+    await s.call('SENTINEL', 'FAILOVER', 'mf');
+    await waitFor(
+      'the Sentinel to name the other server',
+      async () => (await primaryNow()) !== before,
+      15000,
+      100,
+    );
+    const t0 = Date.now();
+    await waitFor(
+      'the subscriber to hear a PUBLISH on the new primary',
+      async () => {
+        await cmd.publish('mf-test-2', 'after');
+        return got.includes('after');
+      },
+      15000,
+      200,
+    );
+    const newPort = Number(await primaryNow());
+    assert.equal(
+      (cmd as unknown as { stream: { remotePort: number } }).stream.remotePort,
+      newPort,
+      'the client is on the new primary',
+    );
+    console.log(
+      `  unannounced: clients on the new primary ${Date.now() - t0} ms after the Sentinel named it`,
+    );
+  });
 });

@@ -53,6 +53,16 @@ interface ClusterStatus {
   hosts: HostStatus[];
 }
 
+/** With MF_KEEP_TMP=1, the hosts' logs are copied out before the cluster is deleted. */
+function keepLogs(): void {
+  if (process.env.MF_KEEP_TMP !== '1' || !fs.existsSync(home)) return;
+  const kept = fs.mkdtempSync(path.join(os.tmpdir(), 'mfcluster-logs-'));
+  for (const h of ['h1', 'h2', 'h3']) {
+    fs.cpSync(path.join(home, h, 'logs'), path.join(kept, h), { recursive: true });
+  }
+  console.log(`cluster logs kept in ${kept}`);
+}
+
 /** Runs mfcluster; resolves with its output and how long it took, rejects when it fails. */
 function run(args: string[], timeoutMs = 300000): Promise<{ out: string; ms: number }> {
   const t0 = Date.now();
@@ -159,14 +169,7 @@ describe('MicroFlack on three hosts', { timeout: 20 * 60 * 1000 }, () => {
   after(async () => {
     console.log(`\ncluster figures:\n${figures.join('\n')}`);
     await load?.close();
-    if (process.env.MF_KEEP_TMP === '1' && fs.existsSync(home)) {
-      // The hosts' logs, for a failure to be read after the cluster is gone.
-      const kept = fs.mkdtempSync(path.join(os.tmpdir(), 'mfcluster-logs-'));
-      for (const h of ['h1', 'h2', 'h3']) {
-        fs.cpSync(path.join(home, h, 'logs'), path.join(kept, h), { recursive: true });
-      }
-      console.log(`cluster logs kept in ${kept}`);
-    }
+    keepLogs();
     if (!down) await run(['down', '--purge'], 300000).catch((e: Error) => console.error(e.message));
   });
 
@@ -373,6 +376,7 @@ describe('MicroFlack on three hosts', { timeout: 20 * 60 * 1000 }, () => {
   it('mfcluster down --purge leaves no namespace, process, link or file behind', async () => {
     await load?.close();
     load = undefined;
+    keepLogs();
     const t = await run(['down', '--purge'], 300000);
     down = true;
     figures.push(`mfcluster down --purge: ${(t.ms / 1000).toFixed(0)} s`);
