@@ -18,7 +18,7 @@ function testFiles() {
     .readdirSync(root)
     .filter((d) => d.startsWith('microflack-'))
     .sort()) {
-    for (const sub of ['test', 'lb/test', 'bench/test', 'reliability/test']) {
+    for (const sub of ['test', 'lb/test', 'bench/test', 'reliability/test', 'cluster/test']) {
       const dir = path.join(root, pkg, sub);
       if (!fs.existsSync(dir)) continue;
       for (const f of fs.readdirSync(dir).sort()) {

@@ -5,12 +5,14 @@ set -euo pipefail
 
 usage() {
   cat <<USAGE
-Usage: $(basename "$0") [--for run|test] [--no-build] [--check]
+Usage: $(basename "$0") [--for run|cluster|test] [--no-build] [--check]
 Installs the system packages MicroFlack needs that are missing (apt; the list is requirements.txt
 beside this script), then npm dependencies and the build of this checkout.
   --for run     only what the platform needs to run (mfup)
+  --for cluster what it needs to run on several simulated hosts (mfcluster): also Galera,
+                keepalived, iproute2
   --for test    also what the tests need: shellcheck, Chromium, podman and its configuration,
-                kubectl (the default)
+                kubectl, and what mfcluster needs (the default)
   --no-build    stop after the npm dependencies
   --check       install nothing: name every missing program and exit 1 if there is one
 USAGE
@@ -31,19 +33,24 @@ while [ "$#" -gt 0 ]; do
   esac
   shift
 done
-case "$scope" in run | test) ;; *) usage >&2; exit 2 ;; esac
+case "$scope" in run | cluster | test) ;; *) usage >&2; exit 2 ;; esac
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$root"
 
 step() { printf '==> %s\n' "$*"; }
 
-# "<program> <package>" for each program this scope needs that is not on the PATH (sbin included).
+# "<program> <package>" for each program this scope needs that is not on the PATH (sbin included);
+# a row naming an absolute path (a library) needs that file.
 missing_programs() {
   local prog pkg need
   while read -r prog pkg need; do
     case "$prog" in '' | '#'*) continue ;; esac
-    [ "$scope" = test ] || [ "$need" = run ] || continue
+    case "$scope/$need" in test/* | */run | cluster/cluster) ;; *) continue ;; esac
+    if [[ "$prog" == /* ]]; then
+      [ -e "$prog" ] || echo "$prog $pkg"
+      continue
+    fi
     PATH="$PATH:/usr/sbin:/sbin" command -v "$prog" >/dev/null 2>&1 || echo "$prog $pkg"
   done <"$root/microflack-admin/install/requirements.txt"
   if ! command -v node >/dev/null 2>&1; then echo "node nodejs"; fi

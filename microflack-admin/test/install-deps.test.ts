@@ -35,11 +35,17 @@ describe('install-deps.sh', () => {
       'supervisord',
       'shellcheck',
       'chromium',
+      'keepalived',
+      'ip',
+      '/usr/lib/galera/libgalera_smm.so',
     ])
       assert.ok(programs.includes(p), `${p} is in requirements.txt`);
     for (const [program, pkg, need] of requirements) {
       assert.match(pkg, /^[a-z0-9][a-z0-9.+-]+$/, `${program}: package name`);
-      assert.ok(need === 'run' || need === 'test', `${program}: needed by run or test`);
+      assert.ok(
+        need === 'run' || need === 'cluster' || need === 'test',
+        `${program}: needed by run, cluster or test`,
+      );
     }
   });
 

@@ -240,7 +240,10 @@ describe('Kubernetes manifests', () => {
           const settings = objects.find(
             (o) => o.kind === 'ConfigMap' && o.metadata.name.startsWith('microflack-settings'),
           )!;
-          assert.match(settings.data.REDIS, /^sentinel:microflack@/);
+          assert.match(
+            settings.data.REDIS,
+            /^sentinel:\/\/(redis-\d\.redis-peers:26379,?){3}\/microflack$/,
+          );
           assert.equal(settings.data.ETCD.split(',').length, 3);
           const mariadb = find(objects, 'StatefulSet', 'mariadb')!;
           assert.ok(mariadb.spec.volumeClaimTemplates?.length);

@@ -107,6 +107,15 @@ describe('mf* scripts: --help and misuse', () => {
       ['mfbench', ['--bogus']],
       ['mfbench', ['--duration']],
       ['mfbench', ['--duration', 'soon']],
+      ['mfcluster', []],
+      ['mfcluster', ['jump']],
+      ['mfcluster', ['up', '--hosts', '2']],
+      ['mfcluster', ['up', '--hosts']],
+      ['mfcluster', ['down', 'now']],
+      ['mfcluster', ['status', '--bogus']],
+      ['mfcluster', ['cut']],
+      ['mfcluster', ['crash', 'h1', 'h2']],
+      ['mfcluster', ['exec', 'h1']],
     ];
     for (const [script, args] of cases) {
       const r = await run(script, args, env);
@@ -138,6 +147,10 @@ describe('mf* scripts: --help and misuse', () => {
           .filter((f) => f.endsWith('.sh'))
           .map((f) => path.join(admin, dir, f)),
       ),
+      path.join(admin, 'cluster', 'galera-start.sh'),
+      ...fs
+        .readdirSync(path.join(admin, 'cluster', 'sst-bin'))
+        .map((f) => path.join(admin, 'cluster', 'sst-bin', f)),
     ];
     const r = await new Promise<Result>((resolve) => {
       const child = spawn('shellcheck', files, { cwd: path.dirname(admin) });

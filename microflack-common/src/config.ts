@@ -16,9 +16,11 @@ import {
 // The original's development default; accepted only outside production.
 export const DEV_JWT_SECRET_KEY = 'top-secret!';
 
-// One Redis (host:port), or Sentinels and the name of the primary they watch (events.ts).
-const redisTarget =
-  /^(?:[A-Za-z0-9.-]+:\d{1,5}|sentinel:[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:\d{1,5}(?:,[A-Za-z0-9.-]+:\d{1,5})*)$/;
+const hostPort = /^[A-Za-z0-9.-]+:\d{1,5}$/;
+
+/** `sentinel://host:port,host:port/<master name>`: the value of REDIS for Redis behind Sentinels. */
+export const REDIS_SENTINEL_PATTERN =
+  /^sentinel:\/\/([A-Za-z0-9.-]+:\d{1,5}(?:,[A-Za-z0-9.-]+:\d{1,5})*)\/([A-Za-z0-9._-]+)$/;
 
 /** Every variable a MicroFlack process reads; services extend it (see loadConfig). */
 export const BaseEnv = z.object({
@@ -29,9 +31,13 @@ export const BaseEnv = z.object({
     .default('http://127.0.0.1:2379')
     .transform((s) => s.split(',').map((u) => u.trim()))
     .pipe(z.array(z.url({ protocol: /^https?$/ })).min(1)),
+  // One server, or the primary that Sentinels name: sentinel://host:port,host:port/<name>.
   REDIS: z
     .string()
-    .regex(redisTarget, 'must be host:port, or sentinel:<name>@host:port,... for Sentinels')
+    .refine(
+      (s) => hostPort.test(s) || REDIS_SENTINEL_PATTERN.test(s),
+      'must be host:port or sentinel://host:port[,host:port...]/<name>',
+    )
     .optional(),
   DATABASE_URL: z.string().min(1).optional(),
   JWT_SECRET_KEY: z.string().min(1).default(DEV_JWT_SECRET_KEY),

@@ -1,6 +1,7 @@
 // `updated_model` events to every browser, published to Redis with the Socket.IO emitter.
 import { Emitter } from '@socket.io/redis-emitter';
 import { Redis, type RedisOptions } from 'ioredis';
+import { REDIS_SENTINEL_PATTERN } from './config.js';
 import { EVENTS, type ModelOf, type UpdatedModelEvent } from './contract/index.js';
 import { logger } from './log.js';
 import { eventFailures } from './metrics.js';
@@ -31,31 +32,36 @@ export function parseHostPort(hostPort: string): { host: string; port: number } 
   return { host: hostPort.slice(0, i), port: Number(hostPort.slice(i + 1)) };
 }
 
-/** The prefix of a REDIS value naming Sentinels: `sentinel:<primary name>@host:port,host:port`. */
-export const REDIS_SENTINEL_PREFIX = 'sentinel:';
-
 /**
- * Where a REDIS value says Redis is: one server (`host:port`), or the primary that Sentinels name
- * (`sentinel:<name>@host:port,...`), which ioredis asks them for and asks again after a failover.
+ * Where REDIS points: one server (`host:port`), or the primary that Sentinels name
+ * (`sentinel://h1:26379,h2:26379,h3:26379/<name>`), followed through failovers.
  */
-export function redisAddress(target: string): RedisOptions {
-  if (!target.startsWith(REDIS_SENTINEL_PREFIX)) return parseHostPort(target);
-  const rest = target.slice(REDIS_SENTINEL_PREFIX.length);
-  const at = rest.indexOf('@');
-  return {
-    name: rest.slice(0, at),
-    sentinels: rest
-      .slice(at + 1)
-      .split(',')
-      .map((hostPort) => parseHostPort(hostPort)),
-  };
+export function redisTarget(
+  value: string,
+):
+  | { host: string; port: number }
+  | { sentinels: Array<{ host: string; port: number }>; name: string } {
+  const m = REDIS_SENTINEL_PATTERN.exec(value);
+  if (!m) return parseHostPort(value);
+  return { sentinels: (m[1] as string).split(',').map(parseHostPort), name: m[2] as string };
 }
 
 /** A client that reconnects for ever; `options` override the defaults (made for events). */
-export function createRedis(target: string, options: RedisOptions = {}): Redis {
+export function createRedis(value: string, options: RedisOptions = {}): Redis {
   const delays = retryDelays(RETRY_POLICIES.redisReconnect);
+  const target = redisTarget(value);
   const redis = new Redis({
-    ...redisAddress(target),
+    ...target,
+    ...('sentinels' in target
+      ? {
+          // A Sentinel cut off from us must not hold up finding the primary; and when the
+          // Sentinels announce a new primary (+switch-master), drop the old one at once: a
+          // primary behind a partition would otherwise keep the connection open and silent.
+          sentinelCommandTimeout: 1000,
+          failoverDetector: true,
+          sentinelRetryStrategy: () => delays.next(),
+        }
+      : {}),
     connectTimeout: 3000,
     // Commands wait while Redis is briefly away (so events sent then still go out), but not forever:
     // 14 reconnections on the redisReconnect schedule are at most ~21 s, as before there was one.
@@ -76,7 +82,105 @@ export function createRedis(target: string, options: RedisOptions = {}): Redis {
     if (down) log.info('redis back');
     down = false;
   });
+  if ('sentinels' in target) watchPrimary(redis, target);
   return redis;
+}
+
+/** How often a client behind Sentinels checks that its server is still the primary. */
+export const REDIS_PRIMARY_CHECK_MS = 1000;
+
+type SentinelTarget = { sentinels: Array<{ host: string; port: number }>; name: string };
+
+/**
+ * One set of Sentinel connections per REDIS value in a process, shared by its clients: `ask()`
+ * answers the primary (`ip:port`) that a majority of the Sentinels name, or undefined.
+ */
+const askers = new Map<
+  string,
+  { users: number; ask(): Promise<string | undefined>; close(): void }
+>();
+
+function sentinelAsker(target: SentinelTarget) {
+  const key = JSON.stringify(target);
+  let asker = askers.get(key);
+  if (!asker) {
+    const clients = target.sentinels.map((s) => {
+      const c = new Redis({
+        ...s,
+        connectTimeout: 1000,
+        commandTimeout: 1000,
+        enableOfflineQueue: false,
+        maxRetriesPerRequest: 0,
+        retryStrategy: () => 1000,
+      });
+      c.on('error', () => undefined);
+      return c;
+    });
+    asker = {
+      users: 0,
+      async ask() {
+        const answers = await Promise.all(
+          clients.map((c) =>
+            c.status === 'ready'
+              ? (
+                  c.call('SENTINEL', 'GET-MASTER-ADDR-BY-NAME', target.name) as Promise<
+                    string[] | null
+                  >
+                ).catch(() => null)
+              : Promise.resolve(null),
+          ),
+        );
+        const votes = new Map<string, number>();
+        for (const a of answers)
+          if (a) votes.set(`${a[0]}:${a[1]}`, (votes.get(`${a[0]}:${a[1]}`) ?? 0) + 1);
+        for (const [addr, n] of votes) if (n > clients.length / 2) return addr;
+        return undefined;
+      },
+      close() {
+        for (const c of clients) c.disconnect();
+        askers.delete(key);
+      },
+    };
+    askers.set(key, asker);
+  }
+  asker.users++;
+  return asker;
+}
+
+/**
+ * A server the client reached as the primary can stop being it without closing the connection: an
+ * old primary that comes back and is made a replica by the Sentinels keeps its clients, and Redis
+ * does not pass a PUBLISH on to replicas, so a subscriber there hears nothing more and a publisher
+ * there reaches nobody. So every second a client behind Sentinels compares the server it is
+ * connected to with the primary a majority of the Sentinels name, and reconnects when they differ
+ * (the Sentinels then give it the primary; a subscriber subscribes again).
+ */
+function watchPrimary(redis: Redis, target: SentinelTarget): void {
+  const asker = sentinelAsker(target);
+  let checking = false;
+  const timer = setInterval(() => {
+    const stream = (
+      redis as unknown as { stream?: { remoteAddress?: string; remotePort?: number } }
+    ).stream;
+    if (checking || redis.status !== 'ready' || !stream?.remoteAddress) return;
+    checking = true;
+    const connected = `${stream.remoteAddress}:${stream.remotePort}`;
+    asker
+      .ask()
+      .then((primary) => {
+        if (primary && primary !== connected && redis.status === 'ready') {
+          log.warn({ connected, primary }, 'redis server is not the primary: reconnecting');
+          redis.disconnect(true);
+        }
+      })
+      .catch(() => undefined)
+      .finally(() => (checking = false));
+  }, REDIS_PRIMARY_CHECK_MS);
+  timer.unref();
+  redis.once('end', () => {
+    clearInterval(timer);
+    if (--asker.users === 0) asker.close();
+  });
 }
 
 export function createEvents(redisHostPort: string | undefined): Events {

@@ -18,13 +18,14 @@ describe('parseConfig', () => {
 
   it('takes REDIS as host:port or as Sentinels with the name of their primary, nothing else', () => {
     assert.equal(parseConfig({}, { REDIS: 'redis:6379' }).REDIS, 'redis:6379');
-    const sentinels = 'sentinel:microflack@redis-0.redis-peers:26379,redis-1.redis-peers:26379';
+    const sentinels = 'sentinel://redis-0.redis-peers:26379,redis-1.redis-peers:26379/microflack';
     assert.equal(parseConfig({}, { REDIS: sentinels }).REDIS, sentinels);
     for (const bad of [
-      'sentinel:@a:1',
-      'sentinel:mf@',
-      'sentinel:mf@a',
-      'sentinel:mf@a:1,',
+      'sentinel://a:1/',
+      'sentinel:///mf',
+      'sentinel://a/mf',
+      'sentinel://a:1,/mf',
+      'sentinel:mf@a:1',
       'a:1,b:2',
     ])
       assert.throws(() => parseConfig({}, { REDIS: bad }), /REDIS/, bad);

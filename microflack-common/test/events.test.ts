@@ -4,7 +4,7 @@ import { io as connect, type Socket } from 'socket.io-client';
 import { MessageSchema, UserSchema, type Message, type User } from '../src/contract/index.js';
 import { createEvents, createRedis } from '../src/events.js';
 import { registry } from '../src/metrics.js';
-import { sharedBackends, startRedis, startRedisSentinel } from '@microflack/testkit';
+import { sharedBackends, startRedis, startSentinel } from '@microflack/testkit';
 import { adapterServer } from '@microflack/testkit/socketio';
 
 function message(id: number, source: string): Message {
@@ -80,10 +80,10 @@ describe('events', () => {
     await srv.close();
   });
 
-  it('with REDIS sentinel:<name>@host:port, finds the primary through Sentinel and sends events there', async () => {
+  it('with REDIS sentinel://host:port/<name>, finds the primary through Sentinel and sends events there', async () => {
     const primary = await startRedis();
-    const sentinel = await startRedisSentinel(primary, 'mfprimary');
-    const target = `sentinel:mfprimary@${sentinel.hostPort}`;
+    const sentinel = await startSentinel(primary.port, 'mfprimary');
+    const target = sentinel.url;
     const client = createRedis(target);
     const srv = await adapterServer(primary.hostPort);
     const socket = connect(srv.url, { transports: ['websocket'] });

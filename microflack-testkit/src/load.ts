@@ -93,6 +93,8 @@ export interface LoadReport {
   answeredBy: Record<string, number>;
   /** Answers given by neither the path's own service nor the LB's 5xx JSON: must stay empty. */
   wrongBackend: string[];
+  /** When each failed attempt was made (ms since the epoch), to measure failure windows. */
+  failedAt: number[];
 }
 
 /** The service that owns a path through the LB (`/api/messages/3` -> messages). */
@@ -216,6 +218,7 @@ export class LoadGenerator {
   readonly causes: Record<string, number> = {};
   readonly answeredBy: Record<string, number> = {};
   readonly wrongBackend: string[] = [];
+  readonly failedAt: number[] = [];
   /** Requests that took longer than SLOW_MS (for the slow-instance fault). */
   slow = 0;
   /** Messages acknowledged with 201, by id. */
@@ -371,6 +374,7 @@ export class LoadGenerator {
         retriable = method === 'GET' || code === 'ECONNREFUSED';
       }
       stats.rawFailures++;
+      this.failedAt.push(t0);
       this.sample(`${method} ${path} attempt ${attempt + 1}: ${what}`);
       if (!retriable) break;
     }
@@ -492,6 +496,7 @@ export class LoadGenerator {
       causes: this.causes,
       answeredBy: this.answeredBy,
       wrongBackend: this.wrongBackend,
+      failedAt: this.failedAt,
     };
   }
 

@@ -247,15 +247,21 @@ export async function startRedis(dir = tempDir('redis')): Promise<RedisServer> {
   };
 }
 
+export interface SentinelServer extends Server {
+  port: number;
+  /** The value of REDIS for clients of the primary it watches. */
+  url: string;
+}
+
 /**
- * A Redis Sentinel watching `primary` under `name` (quorum 1): the `sentinel:<name>@host:port`
- * REDIS value reaches the primary through it. Sentinel rewrites its config file: it gets its own.
+ * One Redis Sentinel watching `primaryPort` on 127.0.0.1 as master `name` (quorum 1, down after
+ * 1 s), its config in its own directory (Sentinel rewrites it).
  */
-export async function startRedisSentinel(
-  primary: RedisServer,
-  name: string,
+export async function startSentinel(
+  primaryPort: number,
+  name = 'mf',
   dir = tempDir('sentinel'),
-): Promise<RedisServer> {
+): Promise<SentinelServer> {
   const port = await freePort();
   const conf = path.join(dir, 'sentinel.conf');
   fs.writeFileSync(
@@ -264,19 +270,20 @@ export async function startRedisSentinel(
       `port ${port}`,
       'bind 127.0.0.1',
       `dir ${dir}`,
-      `sentinel monitor ${name} 127.0.0.1 ${primary.port} 1`,
-      `sentinel down-after-milliseconds ${name} 5000`,
+      `sentinel monitor ${name} 127.0.0.1 ${primaryPort} 1`,
+      `sentinel down-after-milliseconds ${name} 1000`,
+      `sentinel failover-timeout ${name} 5000`,
       '',
     ].join('\n'),
   );
   const proc = new Proc('sentinel', 'redis-server', [conf, '--sentinel'], dir);
-  const ready = () => waitFor('redis sentinel', () => canConnect(port));
+  const ready = () => waitFor('sentinel', () => canConnect(port));
   await ready();
   return {
     proc,
     dir,
     port,
-    hostPort: `127.0.0.1:${port}`,
+    url: `sentinel://127.0.0.1:${port}/${name}`,
     stop: () => proc.stop(),
     async start() {
       proc.restart();
