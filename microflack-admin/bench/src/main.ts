@@ -5,7 +5,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import mysql from 'mysql2/promise';
 import { bcryptCeiling, startTrivialServer } from './ceilings.js';
-import { measureGrowth } from './growth.js';
+import { growthTable, measureGrowth, type GrowthRow } from './growth.js';
 import { measureFanout, measureRegistration, measureRevocation, type Spread } from './live.js';
 import { runLoad, type LoadResult } from './load.js';
 import { ADMIN_DIR, bringUp, rssMb, type Platform } from './platform.js';
@@ -270,8 +270,14 @@ async function measureGrowthStep(run: Run): Promise<void> {
   const messagesDb = run.platform.databaseUrl('messages');
   if (!messagesDb) return;
   const growthSizes = smoke ? [1000] : args.big ? [1000, 100000, 1000000] : [1000, 100000];
-  step(`growth: GET /api/messages?updated_since with ${growthSizes.join(', ')} stored messages`);
-  run.results.growth = await measureGrowth(run.api, messagesDb, growthSizes, smoke ? 20 : 200);
+  step(`growth: the list and search paths with ${growthSizes.join(', ')} stored messages`);
+  run.results.growth = await measureGrowth(
+    run.api,
+    messagesDb,
+    run.seeded.token,
+    growthSizes,
+    smoke ? 20 : 200,
+  );
 }
 
 /** POST /api/messages with one instance, then two (only on a platform this run brought up). */
@@ -348,12 +354,7 @@ function report(results: Record<string, unknown>): void {
       liveLines.push(`| ${label} | ${s.p50Ms} | ${s.p99Ms} | ${s.maxMs} | ${s.samples} |`);
     }
   }
-  const growth = (results.growth as Array<Spread & { stored: number }> | undefined) ?? [];
-  const growthLines = [
-    '| stored messages | p50 ms | p99 ms |',
-    '| ---: | ---: | ---: |',
-    ...growth.map((g) => `| ${g.stored} | ${g.p50Ms} | ${g.p99Ms} |`),
-  ];
+  const growthLines = growthTable((results.growth as GrowthRow[] | undefined) ?? []);
   const memory = results.memory as Record<string, { idleMb?: number; afterLoadMb?: number }>;
   const memLines = [
     '| instance | idle RSS MB | after load RSS MB |',

@@ -69,7 +69,21 @@ describe('mfbench --smoke', () => {
       results.live.fanout.map((f: { clients: number }) => f.clients),
       [1, 10],
     );
-    assert.equal(results.growth[0].stored, 1000);
+    // Every list and search path at 1,000 stored messages, each answered (a failure throws).
+    assert.deepEqual(
+      results.growth.map((g: { stored: number; path: string; samples: number }) => [
+        g.stored,
+        g.path.split(' ')[1]?.replace(/=[^&]*/g, '='),
+        g.samples,
+      ]),
+      [
+        [1000, '/api/messages?updated_since=', 20],
+        [1000, '/api/messages?before=&limit=', 20],
+        [1000, '/api/messages?before=&limit=', 20],
+        [1000, '/api/messages?q=&limit=', 20],
+        [1000, '/api/rooms', 20],
+      ],
+    );
     assert.ok(results.scaleOut.twoInstances.requests > 0);
     const services = Object.keys(results.memory).map((k) => k.replace(/-[0-9a-f]+$/, ''));
     for (const s of ['users', 'tokens', 'messages', 'socketio', 'ui'])
