@@ -115,6 +115,31 @@ end
 return {consumed, ttl}
 `;
 
+// INCR_TTL_SLIDING on each of KEYS (ARGV as there), in one step: an attempt's positions in its
+// nickname's, address's and (nickname, address)'s counts are taken together, so two attempts are
+// in the same order in all three (counted one key at a time, from several instances, one could be
+// ahead in the pair's count and behind in the nickname's, and hold a turn that another attempt,
+// still within the free ones, then waited for). Returns {consumed, ttl} per key, flattened.
+const INCR_TTL_SLIDING_ALL = `
+local out = {}
+for i, key in ipairs(KEYS) do
+  local before = tonumber(redis.call('get', key)) or 0
+  local consumed = redis.call('incrby', key, ARGV[1])
+  if consumed < 0 then
+    redis.call('set', key, 0)
+    consumed = 0
+  end
+  local ttl = redis.call('pttl', key)
+  if ttl < 0 or before < tonumber(ARGV[3]) then
+    redis.call('expire', key, ARGV[2])
+    ttl = 1000 * tonumber(ARGV[2])
+  end
+  out[2 * i - 1] = consumed
+  out[2 * i] = ttl
+end
+return out
+`;
+
 // A count is never "over its limit" in the limiter's sense: the limits are applied here.
 const COUNT_POINTS = 1e9;
 // A turn key holds 1 while an attempt is checked; a wait is this value, set with the wait's expiry.
@@ -212,17 +237,56 @@ export function createLoginThrottle(opts: CreateThrottleOptions = {}): LoginThro
     }
   }
 
+  // Each limiter's counts in process memory: the limiter itself without Redis, else its
+  // insuranceLimiter (used when Redis fails).
+  const memoryOf = new Map<RateLimiterAbstract, MemoryLimiter>();
   function limiter(name: string, points: number, duration: number): RateLimiterAbstract {
     const base = { keyPrefix: `${o.keyPrefix}:${name}`, points, duration };
-    if (!redis) return new MemoryLimiter(base);
-    return new RateLimiterRedis({
+    if (!redis) {
+      const memory = new MemoryLimiter(base);
+      memoryOf.set(memory, memory);
+      return memory;
+    }
+    const memory = new MemoryLimiter(base, onFallback);
+    const shared = new RateLimiterRedis({
       ...base,
       storeClient: redis,
       // Straight to memory while the connection is down, rather than trying a command first.
       rejectIfRedisNotReady: true,
       customIncrTtlLuaScript: INCR_TTL_SLIDING,
-      insuranceLimiter: new MemoryLimiter(base, onFallback),
+      insuranceLimiter: memory,
     });
+    memoryOf.set(shared, memory);
+    return shared;
+  }
+
+  /**
+   * One more attempt in each count, in one step where they are shared (INCR_TTL_SLIDING_ALL);
+   * answers each count with this attempt in it. In memory (no Redis, or Redis failing) one
+   * process's calls are in order anyway.
+   */
+  async function countAttempt(counts: Array<[RateLimiterAbstract, string]>): Promise<number[]> {
+    if (redis?.status === 'ready') {
+      try {
+        const keys = counts.map(([l, key]) => l.getKey(key));
+        const out = (await redis.eval(
+          INCR_TTL_SLIDING_ALL,
+          keys.length,
+          ...keys,
+          '1',
+          String(forgetSec),
+          String(COUNT_POINTS),
+        )) as number[];
+        return counts.map((_, i) => Number(out[2 * i]));
+      } catch (err) {
+        log.debug({ err: (err as Error).message }, 'counting in memory');
+      }
+    }
+    return Promise.all(
+      counts.map(
+        async ([l, key]) => (await (memoryOf.get(l) as MemoryLimiter).penalty(key)).consumedPoints,
+      ),
+    );
   }
 
   // Per nickname and per address: `count` is failures plus attempts in flight; `turn` is held by
@@ -272,16 +336,15 @@ export function createLoginThrottle(opts: CreateThrottleOptions = {}): LoginThro
     const nick = keyOf(nicknameTyped);
     const addr = keyOf(addressSeen);
     const both = keyOf(`${nicknameTyped}\u0000${addressSeen}`);
-    const [n, a, p, af, pf] = await Promise.all([
-      nickname.count.penalty(nick),
-      address.count.penalty(addr),
-      pair.count.penalty(both),
+    const [[cn, ca, cp], af, pf] = await Promise.all([
+      countAttempt([
+        [nickname.count, nick],
+        [address.count, addr],
+        [pair.count, both],
+      ]) as Promise<[number, number, number]>,
       address.failed.get(addr),
       pair.failed.get(both),
     ]);
-    const cn = n.consumedPoints;
-    const ca = a.consumedPoints;
-    const cp = p.consumedPoints;
     const addressHasFailed = (af?.consumedPoints ?? 0) > 0;
     // No failure from this address on this nickname (within forgetAfterMs) and no other attempt of
     // it in flight: its attempt over the nickname's free ones goes through the clean lane, one at a

@@ -206,6 +206,36 @@ for (const store of ['redis', 'memory'] as const) {
       }
     });
 
+    it('orders an attempt the same in every count: a burst from one address over three instances gets exactly the free checks', async () => {
+      // Nickname and (nickname, address) both allow 5: an attempt ahead in one count and behind in
+      // the other would hold the pair's turn while one within the nickname's free ones waited.
+      const keyPrefix = `test:${randomUUID()}`;
+      const extras =
+        store === 'redis'
+          ? [createThrottleRedis(stack.redis), createThrottleRedis(stack.redis)]
+          : [];
+      for (const e of extras) await waitFor('redis ready', () => e.status === 'ready', 5000);
+      const opts = { keyPrefix, freeFailuresPerNickname: 5, freeFailuresPerNicknameAddress: 5 };
+      const instances = [redis, ...extras].map((r) => createLoginThrottle({ redis: r, ...opts }));
+      try {
+        for (let round = 0; round < 10; round++) {
+          const turns = await Promise.all(
+            Array.from({ length: 30 }, (_, i) =>
+              (instances[i % instances.length] as LoginThrottle).begin(
+                `burst${round}`,
+                `guesser${round}`,
+              ),
+            ),
+          );
+          const went = turns.filter((t) => 'attempt' in t);
+          assert.equal(went.length, 5, `round ${round}`);
+          await Promise.all(went.map((t) => attemptOf(t).failed()));
+        }
+      } finally {
+        for (const e of extras) e.disconnect();
+      }
+    });
+
     it('lets guesses from one fresh address have the free checks and not one more, and still lets the real user in', async () => {
       const throttle = createLoginThrottle({
         redis,
