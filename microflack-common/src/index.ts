@@ -13,6 +13,7 @@ export * from './db.js';
 export * from './service.js';
 export * from './platform.js';
 export * from './json-cache.js';
+export * from './response-cache.js';
 export * from './live-config.js';
 export * from './contract/index.js';
 export * from './retry.js';

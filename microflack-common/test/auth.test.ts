@@ -105,7 +105,8 @@ describe('auth middlewares', () => {
   }
 
   it('refuses a token that was accepted once it has expired (verified tokens are remembered)', async () => {
-    const token = auth.generateToken(21, 1);
+    // exp is in whole seconds: a 1 s token made at x.999 s would expire a millisecond later.
+    const token = auth.generateToken(21, 2);
     assert.equal((await request(app).get('/required').set(bearer(token))).status, 200);
     const claims = auth.verifyToken(token);
     assert.ok(claims);

@@ -1,10 +1,12 @@
 // Builds the messages service's express app (no I/O: tests import this).
 import {
+  createResponseCache,
   createServiceApp,
   type Auth,
   type Events,
   type HealthCheck,
   type Knex,
+  type ResponseCache,
 } from '@microflack/common';
 import type { Express } from 'express';
 import { MESSAGES_MOUNT, messagesApi, ROOMS_MOUNT, roomsApi } from '@microflack/common/api';
@@ -24,6 +26,11 @@ export interface Deps {
   jsonCacheBytes?: number;
   /** More /healthz checks, e.g. the platform's etcd and Redis. */
   health?: Record<string, HealthCheck>;
+  /**
+   * Whole answers kept in memory (main.ts: shared with the other instances through Redis).
+   * Default: one without Redis, which answers nothing from memory but gives every GET its ETag.
+   */
+  answers?: ResponseCache;
 }
 
 export type MessagesApp = Express & { previewer: Previewer };
@@ -39,8 +46,9 @@ export function createApp(deps: Deps): MessagesApp {
       operations: [...Object.values(messagesApi), ...Object.values(roomsApi)],
     },
     (app) => {
-      app.use(MESSAGES_MOUNT, messagesRouter({ ...deps, previewer }));
-      app.use(ROOMS_MOUNT, roomsRouter(deps));
+      const answers = deps.answers ?? createResponseCache({ service: 'messages' });
+      app.use(MESSAGES_MOUNT, messagesRouter({ ...deps, previewer, answers }));
+      app.use(ROOMS_MOUNT, roomsRouter({ ...deps, answers }));
     },
   );
   return Object.assign(app, { previewer });

@@ -1,8 +1,9 @@
 // The messages service's settings beyond the platform's own.
-import { onOff } from '@microflack/common';
+import { answerCacheConfig, onOff } from '@microflack/common';
 import { z } from 'zod';
 
 export const messagesConfig = {
+  ...answerCacheConfig,
   // Off in production: a link to an internal address must not make this service fetch it.
   LINK_PREVIEW_ALLOW_PRIVATE: z.enum(['0', '1']).default('0'),
   LINK_PREVIEW_ALLOW_ADDRESSES: z

@@ -1,5 +1,13 @@
 // The messages service process: config, database, platform, listen, register, finish pending previews.
-import { connectPlatform, loadConfig, logger, onOff, openDb, runService } from '@microflack/common';
+import {
+  connectPlatform,
+  createResponseCache,
+  loadConfig,
+  logger,
+  onOff,
+  openDb,
+  runService,
+} from '@microflack/common';
 import { createApp } from './app.js';
 import { messagesConfig } from './config.js';
 import { createDirectory } from './directory.js';
@@ -12,12 +20,21 @@ const db = await openDb(
   migrations,
 );
 const platform = await connectPlatform(config);
+// Whole list answers from memory while no write is told of (response-cache.ts).
+const answers = createResponseCache({
+  service: 'messages',
+  redis: config.REDIS,
+  maxBytes: config.ANSWER_CACHE_BYTES,
+  maxAgeMs: config.ANSWER_CACHE_MAX_AGE_MS,
+});
+answers.watch(db);
 const app = createApp({
   db,
   auth: platform.auth,
   events: platform.events,
   directory: createDirectory(platform.lb),
   health: platform.health,
+  answers,
   previews: {
     allowPrivate: config.LINK_PREVIEW_ALLOW_PRIVATE === '1',
     allowAddresses: config.LINK_PREVIEW_ALLOW_ADDRESSES,
@@ -34,7 +51,12 @@ await runService({
   // The same instances serve /api/rooms (rooms live with the messages they guard): registered as
   // the service `rooms`, so the LB routes that prefix here too.
   also: [{ name: 'rooms', location: '/api/rooms' }],
-  close: [() => app.previewer.close(), () => platform.close(), () => db.destroy()],
+  close: [
+    () => app.previewer.close(),
+    () => answers.close(),
+    () => platform.close(),
+    () => db.destroy(),
+  ],
   live: {
     link_previews: {
       schema: onOff,

@@ -3,6 +3,7 @@
 // removed member's sockets leave the room's Socket.IO room before the 204 is answered.
 import { Router } from 'express';
 import {
+  doNotKeep,
   HttpError,
   logger,
   roomSocketRoom,
@@ -10,6 +11,7 @@ import {
   type Auth,
   type Events,
   type Knex,
+  type ResponseCache,
 } from '@microflack/common';
 import {
   DEFAULT_ROOMS_PAGE,
@@ -52,7 +54,7 @@ import {
   unreadCount,
   type RoomRow,
 } from './rooms.js';
-import { callerId } from './routes.js';
+import { callerId, callerScope } from './routes.js';
 
 const log = logger.child({ module: 'rooms' });
 const ROOM_NOT_FOUND = 'room not found';
@@ -62,6 +64,8 @@ export interface RoomsDeps {
   auth: Auth;
   events: Events;
   directory: Directory;
+  /** Whole answers kept in memory, with their ETags. */
+  answers: ResponseCache;
 }
 
 function requireCaller(userId: number | undefined): number {
@@ -69,7 +73,7 @@ function requireCaller(userId: number | undefined): number {
   return userId;
 }
 
-export function roomsRouter({ db, auth, events, directory }: RoomsDeps): Router {
+export function roomsRouter({ db, auth, events, directory, answers }: RoomsDeps): Router {
   const router = Router();
 
   /** Who hears of a room itself changing: its members (general and public rooms: everyone). */
@@ -100,34 +104,41 @@ export function roomsRouter({ db, auth, events, directory }: RoomsDeps): Router 
     }
   }
 
-  router.get(api.listRooms.route, auth.tokenOptional, async (req, res) => {
-    const query = parseQuery(RoomListQuery, req.query);
-    const userId = callerId(req);
-    const limit = query.limit ?? DEFAULT_ROOMS_PAGE;
-    const rows = await listRooms(db, userId, query.after ?? 0, limit);
-    const key = userId !== undefined && rows.length > 0 ? await callerKey(userId) : undefined;
-    const rooms: Room[] = [];
-    for (const row of rows) {
-      let extra: Partial<Room> = {};
-      if (userId !== undefined) {
-        const member = row.id === GENERAL_ROOM_ID || row.member !== null;
-        extra = { member };
-        if (member) {
-          const lastRead = Number(row.last_read_id ?? 0);
-          extra.last_read_id = lastRead;
-          extra.unread = await unreadCount(db, row.id, userId, lastRead);
-          if (key) extra.mentions = await mentionCount(db, row.id, key, lastRead);
+  router.get(
+    api.listRooms.route,
+    auth.tokenOptional,
+    answers.keep(callerScope),
+    async (req, res) => {
+      const query = parseQuery(RoomListQuery, req.query);
+      const userId = callerId(req);
+      const limit = query.limit ?? DEFAULT_ROOMS_PAGE;
+      const rows = await listRooms(db, userId, query.after ?? 0, limit);
+      const key = userId !== undefined && rows.length > 0 ? await callerKey(userId) : undefined;
+      // Mentions left out for now: not an answer to give again.
+      if (userId !== undefined && rows.length > 0 && key === undefined) doNotKeep(res);
+      const rooms: Room[] = [];
+      for (const row of rows) {
+        let extra: Partial<Room> = {};
+        if (userId !== undefined) {
+          const member = row.id === GENERAL_ROOM_ID || row.member !== null;
+          extra = { member };
+          if (member) {
+            const lastRead = Number(row.last_read_id ?? 0);
+            extra.last_read_id = lastRead;
+            extra.unread = await unreadCount(db, row.id, userId, lastRead);
+            if (key) extra.mentions = await mentionCount(db, row.id, key, lastRead);
+          }
         }
+        rooms.push(roomJson(row, extra));
       }
-      rooms.push(roomJson(row, extra));
-    }
-    const lastRow = rows[rows.length - 1];
-    const next =
-      rows.length === limit && lastRow
-        ? `/api/rooms?after=${lastRow.id}&limit=${limit}`
-        : undefined;
-    res.json(next ? { rooms, next } : { rooms });
-  });
+      const lastRow = rows[rows.length - 1];
+      const next =
+        rows.length === limit && lastRow
+          ? `/api/rooms?after=${lastRow.id}&limit=${limit}`
+          : undefined;
+      res.json(next ? { rooms, next } : { rooms });
+    },
+  );
 
   router.post(api.createRoom.route, auth.tokenRequired, async (req, res) => {
     const body = parseBody(RoomCreate, req.body);
@@ -188,13 +199,18 @@ export function roomsRouter({ db, auth, events, directory }: RoomsDeps): Router 
     announceRoom(room, pair as number[]);
   });
 
-  router.get(api.listMemberships.route, auth.tokenRequired, async (req, res) => {
-    const userId = requireCaller(callerId(req));
-    const rooms = await membershipsOf(db, userId, MAX_ROOMS_PER_USER);
-    res.json({ user_id: userId, rooms: [GENERAL_ROOM_ID, ...rooms] });
-  });
+  router.get(
+    api.listMemberships.route,
+    auth.tokenRequired,
+    answers.keep(callerScope),
+    async (req, res) => {
+      const userId = requireCaller(callerId(req));
+      const rooms = await membershipsOf(db, userId, MAX_ROOMS_PER_USER);
+      res.json({ user_id: userId, rooms: [GENERAL_ROOM_ID, ...rooms] });
+    },
+  );
 
-  router.get(api.getRoom.route, auth.tokenOptional, async (req, res) => {
+  router.get(api.getRoom.route, auth.tokenOptional, answers.keep(callerScope), async (req, res) => {
     const { id } = parseParams(RoomIdParams, req.params, ROOM_NOT_FOUND);
     const userId = callerId(req);
     const room = await readableRoom(db, id, userId);

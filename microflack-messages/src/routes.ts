@@ -1,7 +1,13 @@
 // The /api/messages routes: read, post, edit and delete messages, react, page back, search; in the
 // rooms the caller can read.
 import { Router, type Request } from 'express';
-import { HttpError, type Auth, type Events, type Knex } from '@microflack/common';
+import {
+  HttpError,
+  type Auth,
+  type Events,
+  type Knex,
+  type ResponseCache,
+} from '@microflack/common';
 import {
   audienceOf,
   findMessage,
@@ -47,6 +53,8 @@ export interface RouteDeps {
   auth: Auth;
   events: Events;
   previewer: Previewer;
+  /** Whole answers kept in memory, with their ETags. */
+  answers: ResponseCache;
   /** Bytes of serialised messages kept for the list (default DEFAULT_JSON_CACHE_BYTES). */
   jsonCacheBytes?: number;
 }
@@ -62,6 +70,19 @@ export const DEFAULT_HISTORY_PAGE = 50;
 export function callerId(req: Request): number | undefined {
   const id = req.auth?.claims.user_id;
   return typeof id === 'number' ? id : undefined;
+}
+
+/** Who may share a kept answer that depends on the caller: this caller only. */
+export function callerScope(req: Request): string {
+  return `user ${callerId(req) ?? 'anonymous'}`;
+}
+
+/** The general room's list is the same for everyone; a search or another room's is per caller. */
+function listScope(req: Request): string {
+  const { q, room_id: roomId } = req.query;
+  return q === undefined && (roomId === undefined || roomId === '1')
+    ? 'everyone'
+    : callerScope(req);
 }
 
 /** The list's filters: as the original, never more than the last day, whatever was asked. */
@@ -111,6 +132,7 @@ export function messagesRouter({
   auth,
   events,
   previewer,
+  answers,
   jsonCacheBytes = DEFAULT_JSON_CACHE_BYTES,
 }: RouteDeps): Router {
   const router = Router();
@@ -190,81 +212,86 @@ export function messagesRouter({
     res.send(body);
   }
 
-  router.get(api.listMessages.route, auth.tokenOptional, async (req, res) => {
-    const query = parseQuery(MessageListQuery, req.query);
-    const userId = callerId(req);
-    const roomId = query.room_id ?? GENERAL_ROOM_ID;
-    if (query.q !== undefined || query.before !== undefined) {
-      // History and search page by id; the last day's filters do not apply.
-      for (const p of ['updated_since', 'after', 'until', 'user_id'] as const) {
-        if (query[p] !== undefined) {
-          throw new HttpError(
-            400,
-            `${p} cannot be combined with ${query.q !== undefined ? 'q' : 'before'}`,
-          );
-        }
-      }
-      const limit = query.limit ?? DEFAULT_HISTORY_PAGE;
-      const before = query.before ?? Number.MAX_SAFE_INTEGER;
-      let keys: MessageKey[];
-      if (query.q !== undefined) {
-        const words = searchWords(query.q);
-        if (words.length === 0) throw new HttpError(400, 'q must contain a word');
-        let rooms: number[] | Knex.QueryBuilder;
-        if (query.room_id !== undefined) {
-          await roomToRead(roomId, userId);
-          rooms = [roomId];
-        } else {
-          // General, the public rooms and the caller's.
-          rooms = db('rooms').select('id').where('private', false);
-          if (userId !== undefined) {
-            rooms = rooms.union(db('room_members').select('room_id').where('user_id', userId));
+  router.get(
+    api.listMessages.route,
+    auth.tokenOptional,
+    answers.keep(listScope),
+    async (req, res) => {
+      const query = parseQuery(MessageListQuery, req.query);
+      const userId = callerId(req);
+      const roomId = query.room_id ?? GENERAL_ROOM_ID;
+      if (query.q !== undefined || query.before !== undefined) {
+        // History and search page by id; the last day's filters do not apply.
+        for (const p of ['updated_since', 'after', 'until', 'user_id'] as const) {
+          if (query[p] !== undefined) {
+            throw new HttpError(
+              400,
+              `${p} cannot be combined with ${query.q !== undefined ? 'q' : 'before'}`,
+            );
           }
         }
-        keys = await searchKeys(db, words, rooms, before, limit);
-      } else {
-        await roomToRead(roomId, userId);
-        keys = await historyKeys(db, roomId, before, limit);
+        const limit = query.limit ?? DEFAULT_HISTORY_PAGE;
+        const before = query.before ?? Number.MAX_SAFE_INTEGER;
+        let keys: MessageKey[];
+        if (query.q !== undefined) {
+          const words = searchWords(query.q);
+          if (words.length === 0) throw new HttpError(400, 'q must contain a word');
+          let rooms: number[] | Knex.QueryBuilder;
+          if (query.room_id !== undefined) {
+            await roomToRead(roomId, userId);
+            rooms = [roomId];
+          } else {
+            // General, the public rooms and the caller's.
+            rooms = db('rooms').select('id').where('private', false);
+            if (userId !== undefined) {
+              rooms = rooms.union(db('room_members').select('room_id').where('user_id', userId));
+            }
+          }
+          keys = await searchKeys(db, words, rooms, before, limit);
+        } else {
+          await roomToRead(roomId, userId);
+          keys = await historyKeys(db, roomId, before, limit);
+        }
+        let tail = ']}';
+        if (keys.length === limit && keys.length > 0) {
+          const oldest = Math.min(...keys.map((k) => k.id));
+          tail = `],"next":${JSON.stringify(beforePageUrl(query, limit, oldest))}}`;
+        }
+        await sendKeys(res, keys, tail);
+        return;
       }
+      await roomToRead(roomId, userId);
+      if (query.after && query.until) throw new HttpError(400, 'give after or until, not both');
+      const q = listQuery(query, roomId);
+      // Without limit or cursor, the original's answer (the whole last day) while it holds at most
+      // MAX_PAGE_SIZE messages; beyond that the newest MAX_PAGE_SIZE, with a link to the ones before
+      // them (docs/contracts/rest.md). `until` pages back the same way.
+      if (query.until || (query.limit === undefined && !query.after)) {
+        const limit = query.limit ?? MAX_PAGE_SIZE;
+        const keys = await listMessageKeys(db, {
+          ...q,
+          limit: limit + 1,
+          backward: { until: query.until },
+        });
+        let tail = ']}';
+        const first = keys.length > limit ? keys[1] : undefined;
+        if (first) {
+          keys.shift();
+          tail = `],"previous":${JSON.stringify(listPageUrl(query, limit, 'until', first))}}`;
+        }
+        await sendKeys(res, keys, tail);
+        return;
+      }
+      const keys = await listMessageKeys(db, q);
       let tail = ']}';
-      if (keys.length === limit && keys.length > 0) {
-        const oldest = Math.min(...keys.map((k) => k.id));
-        tail = `],"next":${JSON.stringify(beforePageUrl(query, limit, oldest))}}`;
+      const lastKey = keys[keys.length - 1];
+      if (q.limit !== undefined && keys.length === q.limit && lastKey) {
+        const next = listPageUrl(query, q.limit, 'after', lastKey);
+        tail = `],"next":${JSON.stringify(next)}}`;
       }
       await sendKeys(res, keys, tail);
-      return;
-    }
-    await roomToRead(roomId, userId);
-    if (query.after && query.until) throw new HttpError(400, 'give after or until, not both');
-    const q = listQuery(query, roomId);
-    // Without limit or cursor, the original's answer (the whole last day) while it holds at most
-    // MAX_PAGE_SIZE messages; beyond that the newest MAX_PAGE_SIZE, with a link to the ones before
-    // them (docs/contracts/rest.md). `until` pages back the same way.
-    if (query.until || (query.limit === undefined && !query.after)) {
-      const limit = query.limit ?? MAX_PAGE_SIZE;
-      const keys = await listMessageKeys(db, {
-        ...q,
-        limit: limit + 1,
-        backward: { until: query.until },
-      });
-      let tail = ']}';
-      const first = keys.length > limit ? keys[1] : undefined;
-      if (first) {
-        keys.shift();
-        tail = `],"previous":${JSON.stringify(listPageUrl(query, limit, 'until', first))}}`;
-      }
-      await sendKeys(res, keys, tail);
-      return;
-    }
-    const keys = await listMessageKeys(db, q);
-    let tail = ']}';
-    const lastKey = keys[keys.length - 1];
-    if (q.limit !== undefined && keys.length === q.limit && lastKey) {
-      const next = listPageUrl(query, q.limit, 'after', lastKey);
-      tail = `],"next":${JSON.stringify(next)}}`;
-    }
-    await sendKeys(res, keys, tail);
-  });
+    },
+  );
 
   router.post(api.createMessage.route, auth.tokenRequired, async (req, res) => {
     const { source, room_id: roomId = GENERAL_ROOM_ID } = parseBody(MessageSource, req.body);
@@ -292,10 +319,15 @@ export function messagesRouter({
     events.emitUpdatedModel('Message', json, audienceOf(roomId));
   });
 
-  router.get(api.getMessage.route, auth.tokenOptional, async (req, res) => {
-    const { id } = parseParams(MessageIdParams, req.params, MESSAGE_NOT_FOUND);
-    res.json(toJson(await messageToRead(id, callerId(req))));
-  });
+  router.get(
+    api.getMessage.route,
+    auth.tokenOptional,
+    answers.keep(callerScope),
+    async (req, res) => {
+      const { id } = parseParams(MessageIdParams, req.params, MESSAGE_NOT_FOUND);
+      res.json(toJson(await messageToRead(id, callerId(req))));
+    },
+  );
 
   /** Tells every reader of the message's room what it is now. */
   async function announce(id: number): Promise<void> {

@@ -11,6 +11,8 @@ export interface ServerStats {
   /** Sessions open to the server now, and in total. */
   scur: number;
   stot: number;
+  /** HTTP answers with a 3xx status (304 Not Modified among them). */
+  hrsp3xx: number;
 }
 
 export async function serverStats(lbUrl: string, password: string): Promise<ServerStats[]> {
@@ -26,6 +28,7 @@ export async function serverStats(lbUrl: string, password: string): Promise<Serv
     status: r.status ?? '',
     scur: Number(r.scur),
     stot: Number(r.stot),
+    hrsp3xx: Number(r.hrsp_3xx ?? 0),
   }));
 }
 

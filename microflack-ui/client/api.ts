@@ -36,7 +36,9 @@ export async function call<T = Record<string, unknown>>(
     headers,
     body: opts.body === undefined ? undefined : JSON.stringify(opts.body),
     credentials: 'same-origin',
-    cache: 'no-store',
+    // GETs revalidate what the browser kept (If-None-Match, 304 without a body when unchanged);
+    // nothing else is kept.
+    cache: method === 'GET' ? 'no-cache' : 'no-store',
     signal: AbortSignal.timeout(TIMEOUT_MS),
   });
   const text = await res.text();

@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { waitFor } from '@microflack/testkit';
+import { serverStats } from '@microflack/testkit/stats';
 import { startPlatform, type Platform } from '@microflack/testkit/platform';
 import { launchChromium } from '@microflack/testkit/browser';
 
@@ -16,6 +17,7 @@ const ARTIFACTS = path.resolve(
   '../../test-artifacts',
 );
 const MAX_POST_TO_DISPLAY_MS = 2000;
+const STATS_PASSWORD = randomBytes(8).toString('hex');
 
 interface Person {
   nickname: string;
@@ -34,7 +36,10 @@ describe('MicroFlack in a browser', () => {
   before(async () => {
     fs.mkdirSync(ARTIFACTS, { recursive: true });
     // Both kept even when the other fails, so that after() closes what did start.
-    const [started, launched] = await Promise.allSettled([startPlatform(), launchChromium()]);
+    const [started, launched] = await Promise.allSettled([
+      startPlatform({ statsPassword: STATS_PASSWORD }),
+      launchChromium(),
+    ]);
     if (started.status === 'fulfilled') platform = started.value;
     if (launched.status === 'fulfilled') browser = launched.value;
     if (started.status === 'rejected') throw started.reason;
@@ -106,7 +111,13 @@ describe('MicroFlack in a browser', () => {
     assert.ok(elapsedMs <= MAX_POST_TO_DISPLAY_MS, `shown after ${elapsedMs} ms`);
     assert.equal((await seen.locator('.body').innerText()).trim(), 'hello world');
     assert.equal(await seen.locator('.author').textContent(), alice.nickname);
-    assert.equal(await alice.page.locator('#post-form input[name=source]').inputValue(), '');
+    // The sender's input is cleared once its POST is answered, which may come after the other
+    // browser has shown the message.
+    await alice.page.waitForFunction(
+      () => document.querySelector<HTMLInputElement>('#post-form input[name=source]')?.value === '',
+      undefined,
+      { timeout: 5000 },
+    );
 
     // Only HTML that the server sanitized is inserted: an event handler never runs.
     await bob.page.fill(
@@ -181,7 +192,17 @@ describe('MicroFlack in a browser', () => {
         polling = html.includes('data-mode="polling"') ? polling + 1 : 0;
         return polling >= 3;
       });
+      const notModified = async () =>
+        (await serverStats(platform.url, STATS_PASSWORD))
+          .filter((s) => s.backend === 'svc_messages' || s.backend === 'svc_users')
+          .reduce((n, s) => n + s.hrsp3xx, 0);
+      const before304 = await notModified();
       await scenario('polling');
+      // Polls of unchanged lists were revalidated: If-None-Match from the browser's cache, 304
+      // without a body from the services.
+      const answered304 = (await notModified()) - before304;
+      console.log(`[polling] 304 answers from messages and users: ${answered304}`);
+      assert.ok(answered304 > 0, 'no poll was answered 304');
     },
   );
 });

@@ -1,11 +1,13 @@
 // The users service's express app: built from its clients, no I/O of its own; tests import this.
 import type { Express } from 'express';
 import {
+  createResponseCache,
   createServiceApp,
   type Auth,
   type Events,
   type HealthCheck,
   type Knex,
+  type ResponseCache,
 } from '@microflack/common';
 import { USERS_MOUNT, usersApi } from '@microflack/common/api';
 import {
@@ -31,6 +33,11 @@ export interface Deps {
   throttle?: CreateThrottleOptions | LoginThrottle;
   /** Bytes of serialised users each instance keeps for the list. */
   jsonCacheBytes?: number;
+  /**
+   * Whole answers kept in memory (main.ts: shared with the other instances through Redis).
+   * Default: one without Redis, which answers nothing from memory but gives every GET its ETag.
+   */
+  answers?: ResponseCache;
 }
 
 export function createApp(deps: Deps): Express {
@@ -52,6 +59,7 @@ export function createApp(deps: Deps): Express {
             ? deps.throttle
             : createLoginThrottle(deps.throttle),
         jsonCacheBytes: deps.jsonCacheBytes,
+        answers: deps.answers ?? createResponseCache({ service: 'users' }),
       }),
     );
   });

@@ -1,7 +1,9 @@
 // The users service's settings beyond the platform's own.
+import { answerCacheConfig } from '@microflack/common';
 import { z } from 'zod';
 
 export const usersConfig = {
+  ...answerCacheConfig,
   // A user not seen for this long is marked offline by the sweep (60 s in the original).
   ONLINE_TIMEOUT_SECONDS: z.coerce.number().int().min(1).max(86400).default(60),
   SWEEP_INTERVAL_MS: z.coerce.number().int().min(100).max(600000).default(5000),

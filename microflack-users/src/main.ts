@@ -1,5 +1,12 @@
 // The users service process: config, database, platform clients, the sweep, then listen and register.
-import { connectPlatform, loadConfig, logger, openDb, runService } from '@microflack/common';
+import {
+  connectPlatform,
+  createResponseCache,
+  loadConfig,
+  logger,
+  openDb,
+  runService,
+} from '@microflack/common';
 import { createApp } from './app.js';
 import { usersConfig } from './config.js';
 import { createLoginThrottle, createThrottleRedis } from './login-throttle.js';
@@ -12,6 +19,14 @@ const db = await openDb(
   migrations,
 );
 const platform = await connectPlatform(config);
+// Whole list answers from memory while no write is told of (response-cache.ts).
+const answers = createResponseCache({
+  service: 'users',
+  redis: config.REDIS,
+  maxBytes: config.ANSWER_CACHE_BYTES,
+  maxAgeMs: config.ANSWER_CACHE_MAX_AGE_MS,
+});
+answers.watch(db);
 // Failed sign-ins are counted in Redis, shared by every instance; without REDIS, per instance.
 const throttleRedis = config.REDIS ? createThrottleRedis(config.REDIS) : undefined;
 if (!throttleRedis) logger.warn('REDIS not set: failed sign-ins are counted per instance');
@@ -31,6 +46,7 @@ const app = createApp({
   health: platform.health,
   bcryptRounds: config.BCRYPT_ROUNDS,
   throttle,
+  answers,
 });
 const sweeper = startSweeper({
   etcd: platform.etcd,
@@ -49,6 +65,7 @@ await runService({
   location: '/api/users',
   close: [
     () => sweeper.stop(),
+    () => answers.close(),
     () => db.destroy(),
     () => throttleRedis?.quit().catch(() => throttleRedis.disconnect()),
     () => platform.close(),

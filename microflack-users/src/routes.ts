@@ -9,6 +9,7 @@ import {
   type TokenClaims,
   type Events,
   type Knex,
+  type ResponseCache,
 } from '@microflack/common';
 import {
   MAX_NICKNAME_CHARS,
@@ -52,7 +53,12 @@ export interface RoutesDeps {
   throttle: LoginThrottle;
   /** Bytes of serialised users kept for the list (default DEFAULT_JSON_CACHE_BYTES). */
   jsonCacheBytes?: number;
+  /** Whole answers kept in memory, with their ETags. */
+  answers: ResponseCache;
 }
+
+// Users are public: the list and each user answer the same whoever asks.
+const everyone = () => 'everyone';
 
 // Some 20,000 users' JSON.
 export const DEFAULT_JSON_CACHE_BYTES = 4 * 1024 * 1024;
@@ -160,44 +166,49 @@ export function usersRouter(deps: RoutesDeps): Router {
   // Paging (docs/contracts/rest.md): without limit or cursor, the whole list while it holds at
   // most USERS_PAGE_MAX users (the original's answer), else the newest USERS_PAGE_MAX with a link
   // to the older ones; `limit`/`after` page forward from the oldest change, `before` backward.
-  router.get(api.listUsers.route, ...tokenOptional, async (req, res) => {
-    const query = parseQuery(UserListQuery, req.query);
-    const filter: UserFilter = {};
-    if (query.online !== undefined) filter.online = query.online;
-    if (query.updated_since !== undefined) filter.updatedSince = query.updated_since;
-    const limit = query.limit ?? USERS_PAGE_MAX;
-    const backward = query.before !== undefined || (query.limit === undefined && !query.after);
-    // One more than a page tells whether there is more, without counting.
-    const keys = await listUserKeys(
-      db,
-      filter,
-      backward
-        ? { direction: 'backward', before: query.before, limit: limit + 1 }
-        : { direction: 'forward', after: query.after, limit: limit + 1 },
-    );
-    const more = keys.length > limit;
-    if (more) {
-      if (backward) keys.shift();
-      else keys.pop();
-    }
-    let tail = ']';
-    const edge = backward ? keys[0] : keys[keys.length - 1];
-    if (more && edge) {
-      const params = new URLSearchParams();
-      if (query.online !== undefined) params.set('online', query.online ? '1' : '0');
-      if (query.updated_since !== undefined)
-        params.set('updated_since', String(query.updated_since));
-      params.set('limit', String(limit));
-      params.set(backward ? 'before' : 'after', `${edge.updated_at},${edge.nickname}`);
-      const link = `/api/users?${params.toString()}`;
-      tail += `,${JSON.stringify(backward ? 'previous' : 'next')}:${JSON.stringify(link)}`;
-    }
-    const parts = await serialised(keys);
-    // The same bytes res.json would send for { users, next | previous }, without serialising them
-    // again.
-    res.set('Content-Type', 'application/json; charset=utf-8');
-    res.send(joinJson('{"users":[', parts, `${tail}}`));
-  });
+  router.get(
+    api.listUsers.route,
+    ...tokenOptional,
+    deps.answers.keep(everyone),
+    async (req, res) => {
+      const query = parseQuery(UserListQuery, req.query);
+      const filter: UserFilter = {};
+      if (query.online !== undefined) filter.online = query.online;
+      if (query.updated_since !== undefined) filter.updatedSince = query.updated_since;
+      const limit = query.limit ?? USERS_PAGE_MAX;
+      const backward = query.before !== undefined || (query.limit === undefined && !query.after);
+      // One more than a page tells whether there is more, without counting.
+      const keys = await listUserKeys(
+        db,
+        filter,
+        backward
+          ? { direction: 'backward', before: query.before, limit: limit + 1 }
+          : { direction: 'forward', after: query.after, limit: limit + 1 },
+      );
+      const more = keys.length > limit;
+      if (more) {
+        if (backward) keys.shift();
+        else keys.pop();
+      }
+      let tail = ']';
+      const edge = backward ? keys[0] : keys[keys.length - 1];
+      if (more && edge) {
+        const params = new URLSearchParams();
+        if (query.online !== undefined) params.set('online', query.online ? '1' : '0');
+        if (query.updated_since !== undefined)
+          params.set('updated_since', String(query.updated_since));
+        params.set('limit', String(limit));
+        params.set(backward ? 'before' : 'after', `${edge.updated_at},${edge.nickname}`);
+        const link = `/api/users?${params.toString()}`;
+        tail += `,${JSON.stringify(backward ? 'previous' : 'next')}:${JSON.stringify(link)}`;
+      }
+      const parts = await serialised(keys);
+      // The same bytes res.json would send for { users, next | previous }, without serialising them
+      // again.
+      res.set('Content-Type', 'application/json; charset=utf-8');
+      res.send(joinJson('{"users":[', parts, `${tail}}`));
+    },
+  );
 
   // The /me routes come before /:id, which would otherwise take "me" for an id.
   router.get(api.getMe.route, basicRequired, (req, res) => {
@@ -217,7 +228,7 @@ export function usersRouter(deps: RoutesDeps): Router {
     res.status(204).end();
   });
 
-  router.get(api.getUser.route, ...tokenOptional, async (req, res) => {
+  router.get(api.getUser.route, ...tokenOptional, deps.answers.keep(everyone), async (req, res) => {
     const { id } = parseParams(UserIdParams, req.params, USER_NOT_FOUND);
     const user = await findUserById(db, id);
     if (!user) throw new HttpError(404, USER_NOT_FOUND);

@@ -104,7 +104,7 @@ export function openApiPath(mount: string, route: string): string {
 export const COMMON_GET_RESPONSES: Record<number, ResponseSpec> = {
   304: {
     description:
-      'Not modified: the request asked `If-None-Match: *`, which any current answer matches (RFC 9110). No body.',
+      "Not modified: the request's `If-None-Match` names the answer's current `ETag` (lists and items of users, messages and rooms), or is `*`, which any current answer matches (RFC 9110). No body.",
   },
 };
 

@@ -1,0 +1,286 @@
+// Whole GET answers kept in memory, known to be current without asking the database
+// (docs/ARCHITECTURE.md, "Answers from memory"). An instance keeps the bytes of an answer while
+// - no write has been made to its database since, by this instance (every write query of its
+//   knex is seen) or by another instance of the service (each publishes "changed" on a Redis
+//   channel after a write; every instance subscribes);
+// - its subscription is known to work: it hears its own heartbeat, published every
+//   HEARTBEAT_MS, within HEARTBEAT_LOST_MS. Otherwise (Redis down, a partition, a demoted
+//   primary) nothing is answered from memory and every request is validated as before;
+// - and the answer is younger than maxAgeMs, which bounds what nothing above can see (a writer
+//   outside the services, such as an operator's SQL, or a "changed" lost on its way).
+// An answer built while a write was going on is not kept: each answer is built under a ticket,
+// the generation it started in, and kept only if the generation is still that.
+// Every answer a route gives through it carries a strong ETag (a hash of its bytes) and
+// `Cache-Control: private, no-cache`: browsers and clients ask again with If-None-Match and get
+// 304 without a body when nothing changed.
+import { createHash, randomUUID } from 'node:crypto';
+import type { Request, RequestHandler, Response } from 'express';
+import type { Knex } from './db.js';
+import { LRUCache } from 'lru-cache';
+import type { Redis } from 'ioredis';
+import { createRedis } from './events.js';
+import { logger } from './log.js';
+import { counter } from './metrics.js';
+import { z } from 'zod';
+
+const log = logger.child({ module: 'response-cache' });
+
+export const HEARTBEAT_MS = 250;
+export const HEARTBEAT_LOST_MS = 1000;
+/** Default longest life of a kept answer. */
+export const DEFAULT_ANSWER_MAX_AGE_MS = 500;
+/** Default bound on the bytes of kept answers per instance. */
+export const DEFAULT_ANSWER_CACHE_BYTES = 32 * 1024 * 1024;
+
+const answers = counter(
+  'answers_from_memory_total',
+  'GET answers by where they came from: memory (kept and current) or built',
+  ['source'],
+);
+
+/** The settings of a service that keeps answers (users, messages): spread into its config. */
+export const answerCacheConfig = {
+  // Bytes of whole answers each instance keeps (least recently used go first).
+  ANSWER_CACHE_BYTES: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .max(2 ** 31)
+    .default(DEFAULT_ANSWER_CACHE_BYTES),
+  // The longest a kept answer is given: bounds what no "changed" tells (a writer outside the
+  // services); 0 answers nothing from memory.
+  ANSWER_CACHE_MAX_AGE_MS: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .max(10000)
+    .default(DEFAULT_ANSWER_MAX_AGE_MS),
+};
+
+export interface KeptAnswer {
+  body: Buffer;
+  contentType: string;
+  etag: string;
+}
+
+interface Entry extends KeptAnswer {
+  generation: number;
+  at: number;
+}
+
+export interface ResponseCacheOptions {
+  /** The service whose instances share the "changed" channel. */
+  service: string;
+  /** REDIS (host:port or sentinel://...); without it nothing is answered from memory. */
+  redis?: string;
+  maxBytes?: number;
+  maxAgeMs?: number;
+}
+
+export interface ResponseCache {
+  /**
+   * Express middleware for a GET route: answers from memory when it can, else lets the route
+   * build the answer and keeps it. `scope(req)` names who may share an answer: the same string
+   * for every caller of a public answer, the caller's id where the answer depends on who asks.
+   */
+  keep(scope: (req: Request) => string): RequestHandler;
+  /** A write was made here: everything kept goes, and the other instances are told. */
+  changed(): void;
+  /** Sees every write query of this knex (call once per database). */
+  watch(db: Knex): void;
+  /** Whether answers may be given from memory now. */
+  readonly serving: boolean;
+  readonly entries: number;
+  readonly bytes: number;
+  close(): Promise<void>;
+}
+
+// Statements that change nothing: anything else run through knex counts as a write.
+const READ_ONLY = /^\s*(select|show|explain|describe|pragma\s+\w+\s*$|with\s)/i;
+
+/** A strong ETag of the bytes. */
+export function etagOf(body: Buffer): string {
+  return `"${createHash('sha1').update(body).digest('base64url')}"`;
+}
+
+/**
+ * Whether If-None-Match names this ETag (weak comparison, RFC 9110 13.1.2), or is `*`. Evaluated
+ * whatever the request's Cache-Control says: `no-cache` there is for caches on the way (fetch()
+ * sends it with every If-None-Match), not for the origin (express's req.fresh answers it 200).
+ */
+export function notModified(ifNoneMatch: string | undefined, etag: string): boolean {
+  if (!ifNoneMatch) return false;
+  if (ifNoneMatch.trim() === '*') return true;
+  const opaque = etag.replace(/^W\//, '');
+  return ifNoneMatch.split(',').some((t) => t.trim().replace(/^W\//, '') === opaque);
+}
+
+/** Answers that must not be kept (the route learnt something was missing): res.locals flag. */
+export function doNotKeep(res: Response): void {
+  res.locals.doNotKeep = true;
+}
+
+export function createResponseCache(opts: ResponseCacheOptions): ResponseCache {
+  const maxAgeMs = opts.maxAgeMs ?? DEFAULT_ANSWER_MAX_AGE_MS;
+  const channel = `microflack:changed:${opts.service}`;
+  const me = randomUUID();
+  const kept = new LRUCache<string, Entry>({
+    maxSize: opts.maxBytes ?? DEFAULT_ANSWER_CACHE_BYTES,
+    sizeCalculation: (e) => Math.max(1, e.body.length),
+  });
+  let generation = 0;
+  let heardAt = 0;
+  let closed = false;
+  let pub: Redis | undefined;
+  let sub: Redis | undefined;
+  let heartbeat: NodeJS.Timeout | undefined;
+  let pendingPublish = false;
+
+  const bump = () => {
+    generation++;
+  };
+  const healthy = () => sub !== undefined && Date.now() - heardAt < HEARTBEAT_LOST_MS;
+
+  if (opts.redis) {
+    pub = createRedis(opts.redis, { maxRetriesPerRequest: 1, enableOfflineQueue: false });
+    sub = createRedis(opts.redis, { maxRetriesPerRequest: null });
+    sub.on('message', (_channel: string, message: string) => {
+      const [from, kind] = message.split(' ');
+      if (from === me) {
+        if (kind !== 'heartbeat') return;
+        // Heard again after a silence: whatever was kept before may have missed a change.
+        if (Date.now() - heardAt >= HEARTBEAT_LOST_MS) bump();
+        heardAt = Date.now();
+        return;
+      }
+      if (kind === 'changed') bump();
+    });
+    // Every (re)connection subscribes again; until the first heartbeat comes back, nothing is
+    // answered from memory.
+    sub.on('ready', () => {
+      sub?.subscribe(channel).catch((err: Error) => log.warn({ err: err.message }, 'subscribe'));
+    });
+    sub.on('close', bump);
+    heartbeat = setInterval(() => {
+      pub?.publish(channel, `${me} heartbeat`).catch(() => undefined);
+    }, HEARTBEAT_MS);
+    heartbeat.unref();
+  }
+
+  function publishChanged(): void {
+    if (!pub || pendingPublish) return;
+    // Writes of one tick are told once.
+    pendingPublish = true;
+    setImmediate(() => {
+      pendingPublish = false;
+      pub?.publish(channel, `${me} changed`).catch((err: Error) => {
+        // The others cannot be told: they see the silence only through maxAgeMs. Our own
+        // heartbeat goes the same way, so we stop answering from memory too.
+        log.debug({ err: err.message }, 'change not published');
+      });
+    });
+  }
+
+  function changed(): void {
+    bump();
+    kept.clear();
+    publishChanged();
+  }
+
+  function get(key: string): Entry | undefined {
+    const e = kept.get(key);
+    if (!e) return undefined;
+    if (e.generation !== generation || Date.now() - e.at >= maxAgeMs || !healthy()) {
+      kept.delete(key);
+      return undefined;
+    }
+    return e;
+  }
+
+  function send(
+    req: Request,
+    res: Response,
+    answer: KeptAnswer,
+    sendBody: (body: Buffer) => unknown,
+  ): void {
+    res.set('ETag', answer.etag);
+    if (notModified(req.get('If-None-Match'), answer.etag)) {
+      res.status(304).end();
+      return;
+    }
+    res.set('Content-Type', answer.contentType);
+    sendBody(answer.body);
+  }
+
+  const keep =
+    (scope: (req: Request) => string): RequestHandler =>
+    (req, res, next) => {
+      res.set('Cache-Control', 'private, no-cache');
+      if (req.method !== 'GET') return next();
+      const key = `${req.originalUrl}\u0000${scope(req)}`;
+      const hit = get(key);
+      if (hit) {
+        answers.inc({ source: 'memory' });
+        send(req, res, hit, (b) => res.send(b));
+        return;
+      }
+      answers.inc({ source: 'built' });
+      const ticket = generation;
+      const original = res.send.bind(res);
+      res.send = (body?: unknown) => {
+        res.send = original;
+        const bytes =
+          typeof body === 'string' ? Buffer.from(body) : Buffer.isBuffer(body) ? body : undefined;
+        if (res.statusCode !== 200 || !bytes) return original(body);
+        let contentType = String(res.get('Content-Type') ?? 'application/json');
+        if (typeof body === 'string' && !/charset=/i.test(contentType))
+          contentType += '; charset=utf-8';
+        const answer: KeptAnswer = { body: bytes, contentType, etag: etagOf(bytes) };
+        if (ticket === generation && healthy() && !res.locals.doNotKeep) {
+          kept.set(key, { ...answer, generation, at: Date.now() });
+        }
+        send(req, res, answer, original);
+        return res;
+      };
+      next();
+    };
+
+  function watch(db: Knex): void {
+    const isWrite = (q: { method?: string; sql?: string }) =>
+      q.method !== 'select' && q.method !== 'first' && !READ_ONLY.test(q.sql ?? '');
+    // Before the statement (an answer built meanwhile is not kept) and after it (one built from
+    // what was read before it committed is not either); the others are told after it.
+    db.on('query', (q: { method?: string; sql?: string }) => {
+      if (isWrite(q)) bump();
+    });
+    const after = (_r: unknown, q: { method?: string; sql?: string }) => {
+      if (isWrite(q)) changed();
+    };
+    db.on('query-response', after);
+    db.on('query-error', (_e: unknown, q: { method?: string; sql?: string }) => {
+      if (isWrite(q)) changed();
+    });
+  }
+
+  return {
+    keep,
+    changed,
+    watch,
+    get serving() {
+      return healthy();
+    },
+    get entries() {
+      return kept.size;
+    },
+    get bytes() {
+      return kept.calculatedSize;
+    },
+    async close() {
+      if (closed) return;
+      closed = true;
+      if (heartbeat) clearInterval(heartbeat);
+      pub?.disconnect();
+      sub?.disconnect();
+    },
+  };
+}

@@ -1,0 +1,242 @@
+// Answers from memory (response-cache.ts) against a real Redis and a real SQLite database: two
+// "instances" (two caches and two express apps on one database), each answering a list.
+import assert from 'node:assert/strict';
+import type { AddressInfo } from 'node:net';
+import type { Server } from 'node:http';
+import { after, before, describe, it } from 'node:test';
+import express from 'express';
+import knex from 'knex';
+import { openDb, type Knex } from '../src/db.js';
+import { createResponseCache, type ResponseCache } from '../src/response-cache.js';
+import { startRedis, tempDir, waitFor, type RedisServer } from '@microflack/testkit';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+interface Instance {
+  url: string;
+  answers: ResponseCache;
+  /** How many answers the route itself built (the rest came from memory). */
+  built: number;
+  server: Server;
+}
+
+async function instance(db: Knex, redis: string | undefined, maxAgeMs = 500): Promise<Instance> {
+  const answers = createResponseCache({ service: `test-${process.pid}`, redis, maxAgeMs });
+  answers.watch(db);
+  const app = express();
+  const it: Instance = { url: '', answers, built: 0, server: undefined as unknown as Server };
+  app.get(
+    '/things',
+    answers.keep(() => 'everyone'),
+    async (_req, res) => {
+      it.built++;
+      const rows = await db('things').select('id', 'name').orderBy('id');
+      res.json({ things: rows });
+    },
+  );
+  app.post('/things/:name', async (req, res) => {
+    await db('things').insert({ name: req.params.name });
+    res.status(201).end();
+  });
+  it.server = app.listen(0, '127.0.0.1');
+  await new Promise((r) => it.server.once('listening', r));
+  it.url = `http://127.0.0.1:${(it.server.address() as AddressInfo).port}`;
+  return it;
+}
+
+const names = async (i: Instance) =>
+  ((await (await fetch(`${i.url}/things`)).json()) as { things: Array<{ name: string }> }).things
+    .map((t) => t.name)
+    .join(',');
+
+describe('answers from memory', () => {
+  let redis: RedisServer;
+  let db: Knex;
+  let a: Instance;
+  let b: Instance;
+
+  before(async () => {
+    redis = await startRedis();
+    db = await openDb(
+      {
+        databaseUrl: `sqlite:${tempDir('rc')}/things.sqlite`,
+        home: tempDir('rc-home'),
+        service: 'things',
+      },
+      [
+        {
+          name: '001',
+          up: (k) =>
+            k.schema.createTable('things', (t) => {
+              t.increments('id');
+              t.string('name');
+            }),
+        },
+      ],
+    );
+    a = await instance(db, redis.hostPort);
+    b = await instance(db, redis.hostPort);
+    await waitFor('both serving', () => a.answers.serving && b.answers.serving, 5000);
+  });
+  /** Another connection to the database's file. */
+  const sameFile = () =>
+    knex({
+      client: 'better-sqlite3',
+      connection: {
+        filename: (db.client.config as { connection: { filename: string } }).connection.filename,
+      },
+      useNullAsDefault: true,
+    });
+
+  after(async () => {
+    for (const i of [a, b]) {
+      i.server.close();
+      await i.answers.close();
+    }
+    await db.destroy();
+    await redis.stop();
+  });
+
+  it('answers an unchanged list from memory, with a strong ETag and 304 to If-None-Match', async () => {
+    await names(a);
+    const built = a.built;
+    const first = await fetch(`${a.url}/things`);
+    const etag = first.headers.get('etag');
+    assert.match(etag ?? '', /^"[A-Za-z0-9_-]{27}"$/);
+    assert.equal(first.headers.get('cache-control'), 'private, no-cache');
+    assert.equal(first.headers.get('content-type'), 'application/json; charset=utf-8');
+    const body = await first.text();
+    for (let i = 0; i < 20; i++) assert.equal(await (await fetch(`${a.url}/things`)).text(), body);
+    assert.equal(a.built, built, 'built again although nothing changed');
+    const again = await fetch(`${a.url}/things`, { headers: { 'if-none-match': etag as string } });
+    assert.equal(again.status, 304);
+    assert.equal(await again.text(), '');
+    const other = await fetch(`${a.url}/things`, { headers: { 'if-none-match': '"other"' } });
+    assert.equal(other.status, 200);
+  });
+
+  it('builds the answer again after a write on this instance, at once', async () => {
+    await names(a);
+    await fetch(`${a.url}/things/ada`, { method: 'POST' });
+    assert.match(await names(a), /ada/);
+  });
+
+  it('shows a write on one instance on the other within 1 s (Redis up), and the ETag changes', async () => {
+    for (let round = 0; round < 5; round++) {
+      const before = await fetch(`${b.url}/things`);
+      const etag = before.headers.get('etag') as string;
+      await before.text();
+      const name = `up${round}`;
+      await fetch(`${a.url}/things/${name}`, { method: 'POST' });
+      const t0 = Date.now();
+      while (!(await names(b)).includes(name)) {
+        assert.ok(
+          Date.now() - t0 < 1000,
+          `not seen on the other instance after ${Date.now() - t0} ms`,
+        );
+        await sleep(10);
+      }
+      const after = await fetch(`${b.url}/things`, { headers: { 'if-none-match': etag } });
+      assert.equal(after.status, 200, 'the old ETag must not match the new list');
+      await after.text();
+    }
+  });
+
+  it('with Redis down answers nothing from memory: every read sees every write at once', async () => {
+    await redis.stop();
+    await waitFor('not serving', () => !a.answers.serving && !b.answers.serving, 5000);
+    for (let round = 0; round < 5; round++) {
+      const name = `down${round}`;
+      await names(b);
+      await fetch(`${a.url}/things/${name}`, { method: 'POST' });
+      assert.match(await names(b), new RegExp(name), 'stale read while Redis was down');
+    }
+    const built = b.built;
+    await names(b);
+    await names(b);
+    assert.equal(b.built, built + 2, 'answered from memory while Redis was down');
+    await redis.start();
+    await waitFor('serving again', () => a.answers.serving && b.answers.serving, 10000);
+    const name = 'back';
+    await names(b);
+    await fetch(`${a.url}/things/${name}`, { method: 'POST' });
+    const t0 = Date.now();
+    while (!(await names(b)).includes(name)) {
+      assert.ok(Date.now() - t0 < 1000, 'not seen after Redis came back');
+      await sleep(10);
+    }
+  });
+
+  it('bounds what no instance tells (a writer outside the services) by the answer age', async () => {
+    // Another connection to the same file, which no cache watches: an operator's SQL.
+    const outside = sameFile();
+    try {
+      await names(b);
+      await outside('things').insert({ name: 'by-hand' });
+      const t0 = Date.now();
+      while (!(await names(b)).includes('by-hand')) {
+        assert.ok(Date.now() - t0 < 1000, 'a write by hand not seen within 1 s');
+        await sleep(20);
+      }
+    } finally {
+      await outside.destroy();
+    }
+  });
+
+  it('does not keep an answer built while a write was going on', async () => {
+    // A write that starts after the read began and ends before the answer is sent.
+    const slow = express();
+    const answers = createResponseCache({ service: `test-${process.pid}`, redis: redis.hostPort });
+    // Its own connection, which the other instances do not watch (they would tell it of the
+    // write, as they tell each other of theirs).
+    const own = sameFile();
+    answers.watch(own);
+    let builds = 0;
+    slow.get(
+      '/things',
+      answers.keep(() => 'everyone'),
+      async (_req, res) => {
+        builds++;
+        const rows = await own('things').select('name');
+        if (builds === 1) await own('things').insert({ name: 'during' });
+        res.json({ things: rows });
+      },
+    );
+    const server = slow.listen(0, '127.0.0.1');
+    await new Promise((r) => server.once('listening', r));
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/things`;
+    try {
+      await waitFor('serving', () => answers.serving, 5000);
+      const first = (await (await fetch(url)).text()).includes('during');
+      assert.equal(first, false);
+      assert.match(
+        await (await fetch(url)).text(),
+        /during/,
+        'the answer from before the write was kept',
+      );
+    } finally {
+      server.close();
+      await answers.close();
+      await own.destroy();
+    }
+  });
+
+  it('without REDIS answers nothing from memory but still gives ETags', async () => {
+    const alone = await instance(db, undefined);
+    try {
+      await names(alone);
+      await names(alone);
+      assert.equal(alone.built, 2);
+      const res = await fetch(`${alone.url}/things`);
+      const etag = res.headers.get('etag') as string;
+      await res.text();
+      assert.equal(
+        (await fetch(`${alone.url}/things`, { headers: { 'if-none-match': etag } })).status,
+        304,
+      );
+    } finally {
+      alone.server.close();
+      await alone.answers.close();
+    }
+  });
+});
