@@ -67,6 +67,37 @@ export async function openDb(
   return db;
 }
 
+/**
+ * The /healthz check of a service's database: `select 1` on a connection of its own, so that it
+ * tells whether the database answers, not whether the request pool has a connection free. With
+ * the pool's, slow queries holding every connection made each instance's check time out at
+ * once, and HAProxy took every instance out (the LB's 503 to everything) exactly under load.
+ * The connection goes with the database (`db.destroy()`).
+ */
+export function databaseCheck(db: Knex): () => Promise<unknown> {
+  let own: Knex | undefined;
+  const destroy = db.destroy.bind(db);
+  // knex defines destroy read-only (but configurable).
+  Object.defineProperty(db, 'destroy', {
+    configurable: true,
+    value: async (callback?: (err?: unknown) => void) => {
+      await own?.destroy();
+      return destroy(callback as never);
+    },
+  });
+  return async () => {
+    if (!own) {
+      const { default: knexFactory } = await import('knex');
+      own = knexFactory({
+        ...db.client.config,
+        pool: { min: 0, max: 1, idleTimeoutMillis: 60000 },
+        acquireConnectionTimeout: 1000,
+      });
+    }
+    return own.raw('select 1');
+  };
+}
+
 export async function migrate(db: Knex, migrations: Migration[]): Promise<void> {
   const source: Knex.MigrationSource<Migration> = {
     getMigrations: async () => migrations,

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { describe, it } from 'node:test';
-import { isMysql, openDb, type Migration } from '../src/db.js';
+import { databaseCheck, isMysql, openDb, type Migration } from '../src/db.js';
 import { createTestDatabase, tempDir } from '@microflack/testkit';
 
 const migrations: Migration[] = [
@@ -29,6 +29,22 @@ describe('openDb', () => {
     const applied = await dbs[1]!('knex_migrations').count({ n: '*' });
     assert.equal(Number(applied[0]?.n), 1);
     await Promise.all(dbs.map((d) => d.destroy()));
+  });
+
+  it('checks health on a connection of its own: a pool busy with slow queries does not fail it', async () => {
+    const url = await createTestDatabase('dbhealth');
+    const db = await openDb({ databaseUrl: url, home: tempDir('h'), service: 'things' }, []);
+    const check = databaseCheck(db);
+    // Every connection of the request pool (8) held by a slow query.
+    const slow = Array.from({ length: 8 }, () => db.raw('select sleep(2)'));
+    await new Promise((r) => setTimeout(r, 200));
+    const t0 = performance.now();
+    await check();
+    const ms = performance.now() - t0;
+    // /healthz gives each check 400 ms.
+    assert.ok(ms < 400, `the health check waited ${Math.round(ms)} ms behind the pool`);
+    await Promise.all(slow);
+    await db.destroy();
   });
 
   it('defaults to an embedded SQLite file under MICROFLACK_HOME/data', async () => {

@@ -2,6 +2,7 @@
 import {
   createResponseCache,
   createServiceApp,
+  databaseCheck,
   type Auth,
   type Events,
   type HealthCheck,
@@ -41,7 +42,7 @@ export function createApp(deps: Deps): MessagesApp {
     {
       health: {
         ...deps.health,
-        database: { critical: true, check: () => deps.db.raw('select 1') },
+        database: { critical: true, check: databaseCheck(deps.db) },
       },
       operations: [...Object.values(messagesApi), ...Object.values(roomsApi)],
     },

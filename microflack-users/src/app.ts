@@ -3,6 +3,7 @@ import type { Express } from 'express';
 import {
   createResponseCache,
   createServiceApp,
+  databaseCheck,
   type Auth,
   type Events,
   type HealthCheck,
@@ -44,7 +45,7 @@ export function createApp(deps: Deps): Express {
   const health: Record<string, HealthCheck> = {
     ...deps.health,
     // Without its database the service can answer nothing: HAProxy should route elsewhere.
-    database: { critical: true, check: () => deps.db.raw('select 1') },
+    database: { critical: true, check: databaseCheck(deps.db) },
   };
   return createServiceApp({ health, operations: Object.values(usersApi) }, (app) => {
     app.use(

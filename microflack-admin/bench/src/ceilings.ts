@@ -15,6 +15,7 @@ export async function startTrivialServer(
   etcdUrl: string,
   bytes: number,
   lb: string,
+  opts: { notModified?: boolean } = {},
 ): Promise<TrivialServer> {
   const prefix = '{"pad":"';
   const body = Buffer.from(prefix + 'x'.repeat(Math.max(0, bytes - prefix.length - 2)) + '"}');
@@ -22,6 +23,8 @@ export async function startTrivialServer(
   const server = http.createServer((req, res) => {
     // Health as an instance reports it: 503 once it is leaving, so the LB drops it at once.
     if (req.url === '/healthz') return void res.writeHead(draining ? 503 : 200).end();
+    // The conditional GET's ceiling: 304 with the ETag and no body.
+    if (opts.notModified) return void res.writeHead(304, { etag: '"ceiling"' }).end();
     res.writeHead(200, { 'content-type': 'application/json', 'content-length': body.length });
     res.end(body);
   });
@@ -29,7 +32,7 @@ export async function startTrivialServer(
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const port = (server.address() as AddressInfo).port;
   const etcd = createEtcd([etcdUrl]);
-  const name = `bench-ceiling-${bytes}`;
+  const name = opts.notModified ? 'bench-ceiling-304' : `bench-ceiling-${bytes}`;
   const path = `/${name}`;
   const reg = register(etcd, {
     service: name,
@@ -78,7 +81,7 @@ export async function waitRouted(url: string, timeoutMs = 30000): Promise<number
     try {
       const res = await fetch(url, { signal: AbortSignal.timeout(1000) });
       await res.arrayBuffer();
-      if (res.ok) return performance.now() - start;
+      if (res.ok || res.status === 304) return performance.now() - start;
     } catch {
       // not routed yet
     }

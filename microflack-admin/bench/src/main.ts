@@ -130,7 +130,7 @@ async function loadPath(
   run: Run,
   label: string,
   spec: LoadSpec,
-  opts: { minSeconds?: number; ceiling?: boolean } = {},
+  opts: { minSeconds?: number; ceiling?: boolean; notModified?: boolean } = {},
 ): Promise<void> {
   const { platform, api, rows } = run;
   const duration = Math.max(seconds, opts.minSeconds ?? 0);
@@ -145,17 +145,21 @@ async function loadPath(
     if (!opts.ceiling || !platform.etcd) continue;
     if (!trivial) {
       bytes = r.bytesPerResponse;
-      trivial = await startTrivialServer(platform.etcd, bytes, platform.lb);
+      trivial = await startTrivialServer(platform.etcd, bytes, platform.lb, {
+        notModified: opts.notModified,
+      });
     }
-    step(`ceiling for ${label}: ${bytes}-byte trivial server at concurrency ${c}`);
+    const what = opts.notModified ? '304' : `${bytes}-byte`;
+    step(`ceiling for ${label}: ${what} trivial server at concurrency ${c}`);
     const ceiling = await runLoad({
       url: platform.lb + trivial.path,
       connections: c,
       durationSeconds: duration,
+      okStatus: opts.notModified ? 304 : undefined,
     });
     row.ceilingRps = ceiling.rps;
     row.ratio = Math.round((row.rps / ceiling.rps) * 1000) / 1000;
-    rows.push({ path: `ceiling ${bytes} B (${label})`, concurrency: c, ...ceiling });
+    rows.push({ path: `ceiling ${what} (${label})`, concurrency: c, ...ceiling });
   }
   await trivial?.stop();
 }
@@ -180,6 +184,19 @@ async function measureHttpPaths(run: Run): Promise<void> {
       body: JSON.stringify({ source: 'load *test* message' }),
     },
     { ceiling: true },
+  );
+  // The same list, asked again with the ETag it has: 304, no body.
+  const current = await run.api.fetch('/api/messages');
+  await current.arrayBuffer();
+  await loadPath(
+    run,
+    'GET /api/messages If-None-Match (304)',
+    {
+      url: `${lb}/api/messages`,
+      headers: { 'if-none-match': current.headers.get('etag') ?? '' },
+      okStatus: 304,
+    },
+    { ceiling: true, notModified: true },
   );
   await loadPath(run, 'GET /api/users', { url: `${lb}/api/users` }, { ceiling: true });
   // Rooms (issue 16): the caller's room list, a page of a room's history, a full-text search.
