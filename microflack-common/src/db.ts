@@ -75,27 +75,26 @@ export async function openDb(
  * The connection goes with the database (`db.destroy()`).
  */
 export function databaseCheck(db: Knex): () => Promise<unknown> {
-  let own: Knex | undefined;
-  const destroy = db.destroy.bind(db);
-  // knex defines destroy read-only (but configurable).
-  Object.defineProperty(db, 'destroy', {
-    configurable: true,
-    value: async (callback?: (err?: unknown) => void) => {
-      await own?.destroy();
-      return destroy(callback as never);
-    },
-  });
-  return async () => {
-    if (!own) {
-      const { default: knexFactory } = await import('knex');
-      own = knexFactory({
-        ...db.client.config,
-        pool: { min: 0, max: 1, idleTimeoutMillis: 60000 },
-        acquireConnectionTimeout: 1000,
-      });
-    }
-    return own.raw('select 1');
+  let own: Promise<Knex> | undefined;
+  const open = async (): Promise<Knex> => {
+    const { default: knexFactory } = await import('knex');
+    const checker = knexFactory({
+      ...db.client.config,
+      pool: { min: 0, max: 1, idleTimeoutMillis: 60000 },
+      acquireConnectionTimeout: 1000,
+    });
+    // Closed with the database. knex defines destroy read-only (but configurable).
+    const destroy = db.destroy.bind(db);
+    Object.defineProperty(db, 'destroy', {
+      configurable: true,
+      value: async (callback?: (err?: unknown) => void) => {
+        await checker.destroy();
+        return destroy(callback as never);
+      },
+    });
+    return checker;
   };
+  return async () => (await (own ??= open())).raw('select 1');
 }
 
 export async function migrate(db: Knex, migrations: Migration[]): Promise<void> {
