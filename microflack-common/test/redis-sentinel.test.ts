@@ -25,6 +25,23 @@ async function getOn(port: number, key: string): Promise<string | null> {
   }
 }
 
+/**
+ * The Sentinel has the one replica, connected (flags just "slave"): listed is not enough, just
+ * after discovery it is "slave,disconnected" and FAILOVER answers NOGOODSLAVE.
+ */
+async function replicaReady(port: number): Promise<boolean> {
+  const s = new Redis({ port, host: '127.0.0.1' });
+  try {
+    const replicas = (await s.call('SENTINEL', 'REPLICAS', 'mf')) as string[][];
+    const r = replicas.length === 1 ? replicas[0] : undefined;
+    if (!r) return false;
+    const field = (name: string) => r[r.indexOf(name) + 1];
+    return field('flags') === 'slave';
+  } finally {
+    s.disconnect();
+  }
+}
+
 describe('REDIS through Sentinels', () => {
   let primary: RedisServer;
   let replica: RedisServer;
@@ -40,15 +57,7 @@ describe('REDIS through Sentinels', () => {
     );
     admin.disconnect();
     sentinel = await startSentinel(primary.port);
-    await waitFor('the Sentinel to see the replica', async () => {
-      const s = new Redis({ port: sentinel.port, host: '127.0.0.1' });
-      try {
-        const replicas = (await s.call('SENTINEL', 'REPLICAS', 'mf')) as unknown[];
-        return replicas.length === 1;
-      } finally {
-        s.disconnect();
-      }
-    });
+    await waitFor('the Sentinel to see the replica', () => replicaReady(sentinel.port), 15000);
   });
 
   after(async () => {
@@ -91,6 +100,7 @@ describe('REDIS through Sentinels', () => {
     // but the Sentinel's announcement.
     const s = new Redis({ port: sentinel.port, host: '127.0.0.1' });
     clients.push(s);
+    await waitFor('a replica the Sentinel would promote', () => replicaReady(sentinel.port), 15000);
     await s.call('SENTINEL', 'FAILOVER', 'mf');
     await waitFor(
       'the Sentinel to name the replica',
@@ -141,15 +151,7 @@ describe('REDIS through Sentinels', () => {
     await sub.subscribe('mf-test-2');
     sub.on('message', (_ch: string, m: string) => got.push(m));
     await cmd.set('x', '1');
-    await waitFor(
-      'replication to settle',
-      async () => {
-        const replicas = (await s.call('SENTINEL', 'REPLICAS', 'mf')) as string[][];
-        return replicas.length === 1 && replicas[0]!.includes('slave');
-      },
-      15000,
-      200,
-    );
+    await waitFor('replication to settle', () => replicaReady(sentinel.port), 15000, 200);
     await s.call('SENTINEL', 'FAILOVER', 'mf');
     await waitFor(
       'the Sentinel to name the other server',

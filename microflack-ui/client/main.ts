@@ -182,7 +182,16 @@ async function syncMessages(): Promise<void> {
 }
 
 /** The list of rooms: general, the public ones and the user's own, with unread counts. */
+/** Rooms this page created or opened itself, by when: a list asked for before may not have them. */
+const openedHere = new Map<number, number>();
+
+function keepRoom(room: Room): void {
+  rooms.set(room.id, room);
+  openedHere.set(room.id, performance.now());
+}
+
 async function syncRooms(): Promise<void> {
+  const asked = performance.now();
   const res = await call<{ rooms?: Room[]; next?: string }>(
     'GET',
     `/api/rooms?limit=${ROOMS_PAGE}`,
@@ -190,9 +199,13 @@ async function syncRooms(): Promise<void> {
   );
   if (res.status === 401) return expired();
   if (res.status !== 200 || !Array.isArray(res.body.rooms)) return;
-  // Rooms of the pages beyond the first that "More rooms" loaded stay.
+  // Rooms of the pages beyond the first that "More rooms" loaded stay, and so do those this page
+  // created or opened while the list was on its way (it was answered from before them).
   const lastId = res.body.next ? (res.body.rooms.at(-1)?.id ?? 0) : Infinity;
-  const loadedMore = [...rooms.values()].filter((r) => r.id > lastId);
+  const listed = new Set(res.body.rooms.map((r) => r.id));
+  const loadedMore = [...rooms.values()].filter(
+    (r) => !listed.has(r.id) && (r.id > lastId || (openedHere.get(r.id) ?? -1) >= asked),
+  );
   rooms.clear();
   for (const r of [...res.body.rooms, ...loadedMore]) rooms.set(r.id, r);
   roomsNext = typeof res.body.next === 'string' ? res.body.next : undefined;
@@ -388,7 +401,7 @@ async function openDirect(userId: number): Promise<void> {
   const res = await call<Room>('POST', '/api/rooms/direct', { token, body: { user_id: userId } });
   if (res.status === 401) return expired();
   if (res.status !== 200 && res.status !== 201) return setStatus(errorMessage(res));
-  rooms.set(res.body.id, res.body);
+  keepRoom(res.body);
   await openRoom(res.body.id);
   postInput.focus();
 }
@@ -414,7 +427,7 @@ async function createRoom(): Promise<void> {
   }
   roomDialog.close();
   roomForm.reset();
-  rooms.set(res.body.id, res.body);
+  keepRoom(res.body);
   await openRoom(res.body.id);
   postInput.focus();
 }
