@@ -260,6 +260,20 @@ export function createResponseCache(opts: ResponseCacheOptions): ResponseCache {
     db.on('query-error', (_e: unknown, q: { method?: string; sql?: string }) => {
       if (isWrite(q)) changed();
     });
+    // A transaction's COMMIT has no query-response: its statements were told of before they were
+    // committed, so an answer read in between could be kept. Told again once it has settled.
+    const transaction = db.transaction.bind(db);
+    Object.defineProperty(db, 'transaction', {
+      configurable: true,
+      value: (...args: Parameters<Knex['transaction']>) => {
+        const settled = transaction(...args);
+        // knex answers a thenable (not a native Promise).
+        if (typeof (settled as PromiseLike<unknown> | undefined)?.then === 'function') {
+          Promise.resolve(settled).then(changed, changed);
+        }
+        return settled;
+      },
+    });
   }
 
   return {
