@@ -72,8 +72,13 @@ interface SocketData {
   inFlight: number;
 }
 
-/** At most one typing event a second per user (per gateway instance), the rest dropped. */
+/** At most one typing event a second per user, across every gateway instance; the rest dropped. */
 export const TYPING_INTERVAL_MS = 1000;
+/** The Redis key that holds a user's turn to type for TYPING_INTERVAL_MS (`SET NX PX`). */
+export const typingKey = (userId: number) => `mf:typing:${userId}`;
+// How long a typing event waits for Redis to give the turn; past that, this instance's own count
+// decides (typing is a hint: a second one a second when Redis is slow is better than none).
+const TYPING_REDIS_TIMEOUT_MS = 300;
 const ROOM_PREFIX = 'room:';
 
 interface Memberships {
@@ -214,6 +219,23 @@ export function createSocketServer({
   }
 
   const lastTyping = new Map<number, number>();
+  /** Whether this user's typing turn was free on Redis (true when Redis does not answer in time). */
+  async function sharedTypingTurn(userId: number): Promise<boolean> {
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<'late'>((resolve) => {
+      timer = setTimeout(() => resolve('late'), TYPING_REDIS_TIMEOUT_MS);
+    });
+    try {
+      const set = pub.set(typingKey(userId), '1', 'PX', TYPING_INTERVAL_MS, 'NX');
+      set.catch(() => undefined);
+      const answer = await Promise.race([set, late]);
+      return answer !== null;
+    } catch {
+      return true;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
   async function typing(
     socket: GatewaySocket,
     args: unknown[],
@@ -223,12 +245,15 @@ export function createSocketServer({
     if (userId === undefined) throw new EventRefused(401, 'authentication required');
     const room = roomSocketRoom(roomId);
     if (!socket.rooms.has(room)) throw new EventRefused(403, 'not a member');
+    // This instance's own count first (no Redis round trip for a typist's every key), then the
+    // turn shared by every instance, so that a user with sockets on two gateways is relayed once.
     const now = Date.now();
     if (now - (lastTyping.get(userId) ?? 0) < TYPING_INTERVAL_MS) return { ok: true };
     lastTyping.set(userId, now);
     if (lastTyping.size > 10000) {
       for (const [u, at] of lastTyping) if (now - at >= TYPING_INTERVAL_MS) lastTyping.delete(u);
     }
+    if (!(await sharedTypingTurn(userId))) return { ok: true };
     io.to(room)
       .except(userSocketRoom(userId))
       .emit(EVENTS.typing, { room_id: roomId, user_id: userId });

@@ -226,6 +226,20 @@ describe('rooms over Socket.IO', () => {
     await new Promise((r) => setTimeout(r, 1000));
     await b.socket.emitWithAck(EVENTS.typing, { room_id: roomId });
     await waitFor('a second one after a second', () => a.seen.typing.length === 2, 2000);
+
+    // Bob in a second tab, on the other gateway: both tabs typing at once are one typist.
+    const b2 = await client(g1.url, bob.token);
+    await waitFor('second tab joined', () => inRoom(g1, b2.socket, `room:${roomId}`), 3000);
+    await new Promise((r) => setTimeout(r, 1100));
+    for (let i = 0; i < 3; i++) {
+      await Promise.all([
+        b.socket.emitWithAck(EVENTS.typing, { room_id: roomId }),
+        b2.socket.emitWithAck(EVENTS.typing, { room_id: roomId }),
+      ]);
+    }
+    await waitFor('a third one', () => a.seen.typing.length === 3, 2000);
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(a.seen.typing.length, 3, 'one relayed for two gateways within a second');
   });
 
   it('shows a deleted message live as a tombstone', async () => {
