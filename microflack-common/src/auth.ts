@@ -1,6 +1,7 @@
 // JWT issue and verification (HS256 only), and the middlewares that guard routes.
 import { createHmac, randomUUID, timingSafeEqual } from 'node:crypto';
 import { isIP } from 'node:net';
+import type { IncomingMessage } from 'node:http';
 import type { Request, RequestHandler } from 'express';
 import jwt from 'jsonwebtoken';
 import { LRUCache } from 'lru-cache';
@@ -210,4 +211,27 @@ export function readBasicAuth(req: Request): { username: string; password: strin
   const colon = decoded.indexOf(':');
   if (colon < 0) return undefined;
   return { username: decoded.slice(0, colon), password: decoded.slice(colon + 1) };
+}
+
+/** A caller for answers from memory (response-cache.ts): anyone without credentials. */
+export function anonymousOnly(req: IncomingMessage): string | null {
+  return req.headers.authorization === undefined ? 'anonymous' : null;
+}
+
+/**
+ * A caller for answers from memory: anyone without credentials, or the user of a valid bearer
+ * token (checked as tokenOptional checks it: signature, expiry, revocation). Anything else is for
+ * the app to answer (a bad token's 401, Basic credentials).
+ */
+export function bearerIdentity(
+  auth: Pick<Auth, 'verifyToken'>,
+): (req: IncomingMessage) => string | null {
+  return (req) => {
+    const header = req.headers.authorization;
+    if (header === undefined) return 'anonymous';
+    const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
+    if (!match) return null;
+    const claims = auth.verifyToken(match[1] as string);
+    return claims ? `user ${claims.user_id}` : null;
+  };
 }

@@ -14,13 +14,14 @@
 // `Cache-Control: private, no-cache`: browsers and clients ask again with If-None-Match and get
 // 304 without a body when nothing changed.
 import { createHash, randomUUID } from 'node:crypto';
+import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import type { Request, RequestHandler, Response } from 'express';
 import type { Knex } from './db.js';
 import { LRUCache } from 'lru-cache';
 import type { Redis } from 'ioredis';
 import { createRedis } from './events.js';
 import { logger } from './log.js';
-import { counter } from './metrics.js';
+import { counter, routeOf } from './metrics.js';
 import { z } from 'zod';
 
 const log = logger.child({ module: 'response-cache' });
@@ -66,7 +67,27 @@ export interface KeptAnswer {
 interface Entry extends KeptAnswer {
   generation: number;
   at: number;
+  /** The answer's headers as the route gave them (but those of the connection and length). */
+  headers: OutgoingHttpHeaders;
+  /** The route, for the metrics and the log of an answer given in front of the app. */
+  route: string;
 }
+
+/**
+ * Who asks, read from the request as it arrives (before the app): a name for the caller, the same
+ * for every request the app would answer alike (`anonymous`, `user 5`), or null when only the app
+ * can tell (a token it must check, a request with side effects such as marking its user seen).
+ */
+export type Identify = (req: IncomingMessage) => string | null;
+
+// Headers of the exchange, not of the answer: never replayed.
+const NOT_REPLAYED = new Set([
+  'connection',
+  'keep-alive',
+  'date',
+  'content-length',
+  'transfer-encoding',
+]);
 
 export interface ResponseCacheOptions {
   /** The service whose instances share the "changed" channel. */
@@ -75,6 +96,11 @@ export interface ResponseCacheOptions {
   redis?: string;
   maxBytes?: number;
   maxAgeMs?: number;
+  /**
+   * Lets `front` answer requests before the app: kept answers are found again by URL and caller.
+   * Without it, only the app's routes answer from memory.
+   */
+  identify?: Identify;
 }
 
 export interface ResponseCache {
@@ -88,6 +114,11 @@ export interface ResponseCache {
   changed(): void;
   /** Sees every write query of this knex (call once per database). */
   watch(db: Knex): void;
+  /**
+   * For requestListener (service.ts): answers a GET from memory before express runs, when the
+   * same URL was kept for the same caller (`identify`); else false and the app answers.
+   */
+  front(req: IncomingMessage, res: ServerResponse): string | false;
   /** Whether answers may be given from memory now. */
   readonly serving: boolean;
   readonly entries: number;
@@ -128,6 +159,9 @@ export function createResponseCache(opts: ResponseCacheOptions): ResponseCache {
     maxSize: opts.maxBytes ?? DEFAULT_ANSWER_CACHE_BYTES,
     sizeCalculation: (e) => Math.max(1, e.body.length),
   });
+  // `<url>\0<caller>` → the key the route kept its answer under (front). Bounded; an index whose
+  // answer went is dropped when found.
+  const fronts = new LRUCache<string, string>({ max: 10000 });
   let generation = 0;
   let heardAt = 0;
   let closed = false;
@@ -184,6 +218,7 @@ export function createResponseCache(opts: ResponseCacheOptions): ResponseCache {
   function changed(): void {
     bump();
     kept.clear();
+    fronts.clear();
     publishChanged();
   }
 
@@ -236,14 +271,51 @@ export function createResponseCache(opts: ResponseCacheOptions): ResponseCache {
         if (typeof body === 'string' && !/charset=/i.test(contentType))
           contentType += '; charset=utf-8';
         const answer: KeptAnswer = { body: bytes, contentType, etag: etagOf(bytes) };
-        if (ticket === generation && healthy() && !res.locals.doNotKeep) {
-          kept.set(key, { ...answer, generation, at: Date.now() });
-        }
+        const keeping = ticket === generation && healthy() && !res.locals.doNotKeep;
         send(req, res, answer, original);
+        if (keeping) {
+          const headers: OutgoingHttpHeaders = {};
+          for (const [name, value] of Object.entries(res.getHeaders())) {
+            if (!NOT_REPLAYED.has(name) && value !== undefined) headers[name] = value;
+          }
+          headers['content-type'] = contentType;
+          headers.etag = answer.etag;
+          kept.set(key, { ...answer, generation, at: Date.now(), headers, route: routeOf(req) });
+          const caller = opts.identify?.(req);
+          if (caller != null) fronts.set(`${req.originalUrl}\0${caller}`, key);
+        }
         return res;
       };
       next();
     };
+
+  function front(req: IncomingMessage, res: ServerResponse): string | false {
+    if (req.method !== 'GET' || !opts.identify || fronts.size === 0) return false;
+    const caller = opts.identify(req);
+    if (caller === null) return false;
+    const index = `${req.url}\0${caller}`;
+    const key = fronts.get(index);
+    if (key === undefined) return false;
+    const hit = get(key);
+    if (!hit) {
+      fronts.delete(index);
+      return false;
+    }
+    answers.inc({ source: 'memory' });
+    for (const [name, value] of Object.entries(hit.headers)) {
+      if (value !== undefined) res.setHeader(name, value);
+    }
+    if (notModified(req.headers['if-none-match'], hit.etag)) {
+      res.removeHeader('content-type');
+      res.statusCode = 304;
+      res.end();
+    } else {
+      res.statusCode = 200;
+      res.setHeader('content-length', hit.body.length);
+      res.end(hit.body);
+    }
+    return hit.route;
+  }
 
   function watch(db: Knex): void {
     const isWrite = (q: { method?: string; sql?: string }) =>
@@ -280,6 +352,7 @@ export function createResponseCache(opts: ResponseCacheOptions): ResponseCache {
     keep,
     changed,
     watch,
+    front,
     get serving() {
       return healthy();
     },

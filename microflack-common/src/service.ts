@@ -1,5 +1,5 @@
 // Service bootstrap: the express app every service is built on, and the process that runs it.
-import type { Server } from 'node:http';
+import http, { type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import express, { type ErrorRequestHandler, type Express, type RequestHandler } from 'express';
 import type { Etcd3 } from 'etcd3';
@@ -39,12 +39,15 @@ export interface ServiceAppOptions {
   operations?: readonly Operation[];
   /** Hold every answer of those operations to its schema; default: under NODE_ENV=test only. */
   checkResponses?: boolean;
+  /** Answers given before the app (requestListener), such as a ResponseCache's `front`. */
+  front?: FrontAnswer;
 }
 
 /** Per-app state the process shares with its app: draining flips /healthz to 503. */
 export interface ServiceState {
   draining: boolean;
   inFlight: number;
+  front?: FrontAnswer;
 }
 
 /** Names the instance that answered, for operators and for tests that check who answered what. */
@@ -63,10 +66,75 @@ function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
 
 const requestLog = logger.child({ module: 'http' });
 
+/**
+ * Counts a request in flight until it closes, then in the metrics and the request log (health
+ * checks and scrapes only in flight). While draining, asks the client not to reuse the connection.
+ */
+function track(
+  state: ServiceState,
+  req: IncomingMessage,
+  res: ServerResponse,
+  route: () => string,
+): void {
+  const started = process.hrtime.bigint();
+  state.inFlight++;
+  if (state.draining) res.setHeader('Connection', 'close');
+  res.on('close', () => {
+    state.inFlight--;
+    const r = route();
+    if (r === '/healthz' || r === '/metrics') return;
+    const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+    observeRequest(req.method ?? 'GET', r, res.statusCode, seconds);
+    requestLog.info(
+      {
+        method: req.method,
+        path: ((req as { originalUrl?: string }).originalUrl ?? req.url ?? '').split('?')[0],
+        route: r,
+        status: res.statusCode,
+        ms: Math.round(seconds * 1e4) / 10,
+      },
+      'request',
+    );
+  });
+}
+
+/**
+ * Answers a request completely before the app sees it, or says it cannot (false). It answers with
+ * the route the app would have named for the metrics and the log.
+ */
+export type FrontAnswer = (req: IncomingMessage, res: ServerResponse) => string | false;
+
+/**
+ * The request listener of an app made by createServiceApp: its `front` (answers from memory,
+ * response-cache.ts) first, then the app. What runService listens with; tests listen with it too.
+ */
+export function requestListener(app: Express): (req: IncomingMessage, res: ServerResponse) => void {
+  const state = states.get(app);
+  const front = state?.front;
+  if (!state || !front) return app;
+  return (req, res) => {
+    let route: string | false = false;
+    if (!state.draining) {
+      try {
+        route = front(req, res);
+      } catch (err) {
+        log.warn({ err: (err as Error).message }, 'front answer failed: the app answers');
+        route = false;
+      }
+    }
+    if (route === false) {
+      app(req, res);
+      return;
+    }
+    const answered = route;
+    track(state, req, res, () => answered);
+  };
+}
+
 /** Builds an app with the shared middleware; `mount` adds the service's routes. */
 export function createServiceApp(opts: ServiceAppOptions, mount: (app: Express) => void): Express {
   const app = express();
-  const state: ServiceState = { draining: false, inFlight: 0 };
+  const state: ServiceState = { draining: false, inFlight: 0, front: opts.front };
   states.set(app, state);
   app.disable('x-powered-by');
   // Exactly one hop, the load balancer: req.ip is the address HAProxy put last in X-Forwarded-For
@@ -76,10 +144,6 @@ export function createServiceApp(opts: ServiceAppOptions, mount: (app: Express) 
   app.set('etag', false);
 
   const observe: RequestHandler = (req, res, next) => {
-    const started = process.hrtime.bigint();
-    state.inFlight++;
-    // While draining, ask clients (HAProxy) not to reuse this connection.
-    if (state.draining) res.set('Connection', 'close');
     // The route is read when the head is written: inside a mounted router req.baseUrl is still set.
     let route = 'unmatched';
     const writeHead = res.writeHead;
@@ -87,23 +151,7 @@ export function createServiceApp(opts: ServiceAppOptions, mount: (app: Express) 
       route = routeOf(req);
       return writeHead.apply(this, args);
     } as typeof writeHead;
-    res.on('close', () => {
-      state.inFlight--;
-      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-      if (route !== '/healthz' && route !== '/metrics') {
-        observeRequest(req.method, route, res.statusCode, seconds);
-        requestLog.info(
-          {
-            method: req.method,
-            path: req.originalUrl.split('?')[0],
-            route,
-            status: res.statusCode,
-            ms: Math.round(seconds * 1e4) / 10,
-          },
-          'request',
-        );
-      }
-    });
+    track(state, req, res, () => route);
     next();
   };
   app.use(observe);
@@ -186,7 +234,7 @@ export async function runService(opts: RunServiceOptions): Promise<RunningServic
   const { config, app, name } = opts;
   setLogIdentity(name, config.INSTANCE_NAME, config.LOG_LEVEL);
   const state = states.get(app) ?? { draining: false, inFlight: 0 };
-  const server = app.listen(config.PORT, config.HOST);
+  const server = http.createServer(requestListener(app)).listen(config.PORT, config.HOST);
   await new Promise<void>((resolve, reject) => {
     server.once('listening', resolve);
     server.once('error', reject);

@@ -2,13 +2,24 @@
 // "instances" (two caches and two express apps on one database), each answering a list.
 import assert from 'node:assert/strict';
 import type { AddressInfo } from 'node:net';
-import type { Server } from 'node:http';
+import http, { type Server } from 'node:http';
 import { after, before, describe, it } from 'node:test';
 import express from 'express';
 import knex from 'knex';
 import { openDb, type Knex } from '../src/db.js';
 import { createResponseCache, type ResponseCache } from '../src/response-cache.js';
-import { startRedis, tempDir, waitFor, type RedisServer } from '@microflack/testkit';
+import { bearerIdentity, createAuth, type Auth } from '../src/auth.js';
+import { createEtcd, type Etcd3 } from '../src/etcd.js';
+import { createRevocationList, type RevocationList } from '../src/revocation.js';
+import { createServiceApp, requestListener } from '../src/service.js';
+import {
+  startEtcd,
+  startRedis,
+  tempDir,
+  waitFor,
+  type EtcdServer,
+  type RedisServer,
+} from '@microflack/testkit';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -238,5 +249,166 @@ describe('answers from memory', () => {
       alone.server.close();
       await alone.answers.close();
     }
+  });
+});
+
+// In front of the app (requestListener, service.ts): a kept answer is found again by URL and
+// caller before express runs, on a service app with real token checks (etcd revocations).
+describe('answers from memory in front of the app', () => {
+  let redis: RedisServer;
+  let etcdServer: EtcdServer;
+  let etcd: Etcd3;
+  let revocations: RevocationList;
+  let auth: Auth;
+  let db: Knex;
+  let answers: ResponseCache;
+  let server: Server;
+  let url: string;
+  /** Requests that reached express (a front answer never does), and answers the route built. */
+  const seen = { express: 0, built: 0 };
+
+  before(async () => {
+    [redis, etcdServer] = await Promise.all([startRedis(), startEtcd()]);
+    etcd = createEtcd([etcdServer.url]);
+    revocations = createRevocationList(etcd);
+    await revocations.start();
+    auth = createAuth('front-test-secret-front-test-secret-0123', revocations);
+    db = await openDb(
+      {
+        databaseUrl: `sqlite:${tempDir('rcf')}/notes.sqlite`,
+        home: tempDir('rcf-home'),
+        service: 'notes',
+      },
+      [
+        {
+          name: '001',
+          up: (k) =>
+            k.schema.createTable('notes', (t) => {
+              t.increments('id');
+              t.integer('owner');
+              t.string('text');
+            }),
+        },
+      ],
+    );
+    answers = createResponseCache({
+      service: `front-${process.pid}`,
+      redis: redis.hostPort,
+      identify: bearerIdentity(auth),
+    });
+    answers.watch(db);
+    const app = createServiceApp({ front: answers.front }, (a) => {
+      a.use((_req, _res, next) => {
+        seen.express++;
+        next();
+      });
+      // Public notes for everyone; with a token, the caller's own notes too.
+      a.get(
+        '/notes',
+        auth.tokenOptional,
+        answers.keep((req) => `user ${req.auth?.claims.user_id ?? 'anonymous'}`),
+        async (req, res) => {
+          seen.built++;
+          const owner = req.auth?.claims.user_id ?? 0;
+          const rows = await db('notes').whereIn('owner', [0, owner]).orderBy('id');
+          res.set('Link', '</notes?page=2>; rel="next"');
+          res.json({ notes: rows.map((r: { text: string }) => r.text) });
+        },
+      );
+      a.post('/notes', express.json(), async (req, res) => {
+        await db('notes').insert({ owner: Number(req.body.owner), text: String(req.body.text) });
+        res.status(201).end();
+      });
+    });
+    server = http.createServer(requestListener(app)).listen(0, '127.0.0.1');
+    await new Promise((r) => server.once('listening', r));
+    url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    await waitFor('serving', () => answers.serving, 5000);
+    await fetch(`${url}/notes`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ owner: 0, text: 'public' }),
+    });
+    await fetch(`${url}/notes`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ owner: 7, text: 'sevens secret' }),
+    });
+  });
+  after(async () => {
+    server?.close();
+    await answers?.close();
+    await db?.destroy();
+    await revocations?.stop();
+    etcd?.close();
+    await Promise.all([redis?.stop(), etcdServer?.stop()]);
+  });
+
+  const get = (headers: Record<string, string> = {}) => fetch(`${url}/notes`, { headers });
+  const bearerOf = (token: string) => ({ authorization: `Bearer ${token}` });
+
+  it('answers a kept URL before express, with the same bytes and headers, and 304', async () => {
+    const first = await get();
+    const body = await first.text();
+    const { express: before, built } = seen;
+    for (let i = 0; i < 10; i++) {
+      const again = await get();
+      assert.equal(await again.text(), body);
+      for (const h of ['etag', 'cache-control', 'content-type', 'link']) {
+        assert.equal(again.headers.get(h), first.headers.get(h), h);
+      }
+    }
+    assert.equal(seen.express, before, 'express ran for an answer kept in front');
+    assert.equal(seen.built, built);
+    const etag = first.headers.get('etag') as string;
+    const notModified = await get({ 'if-none-match': etag });
+    assert.equal(notModified.status, 304);
+    assert.equal(notModified.headers.get('etag'), etag);
+    assert.equal(await notModified.text(), '');
+    assert.equal(seen.express, before);
+    // Counted and logged like any answer, under the route's name.
+    const metrics = await (await fetch(`${url}/metrics`)).text();
+    assert.match(
+      metrics,
+      /http_request_duration_seconds_count\{method="GET",route="\/notes",status="304"\} [1-9]/,
+    );
+  });
+
+  it("gives a token's answer to that user only, and never a kept answer to a bad token", async () => {
+    const seven = auth.generateToken(7);
+    const eight = auth.generateToken(8);
+    const mine = await (await get(bearerOf(seven))).text();
+    assert.match(mine, /sevens secret/);
+    const before = seen.express;
+    assert.equal(await (await get(bearerOf(seven))).text(), mine);
+    assert.equal(seen.express, before, "the user's own answer again in front");
+    const other = await (await get(bearerOf(eight))).text();
+    assert.doesNotMatch(other, /sevens secret/);
+    // Whatever is kept for this URL, a forged, an expired or a revoked token gets the app's 401.
+    const forged = createAuth('another-secret-another-secret-0123', revocations).generateToken(7);
+    assert.equal((await get(bearerOf(forged))).status, 401);
+    assert.equal((await get(bearerOf(`${seven}x`))).status, 401);
+    const shortLived = auth.generateToken(7, 1);
+    assert.match(await (await get(bearerOf(shortLived))).text(), /sevens secret/);
+    await sleep(2100);
+    assert.equal((await get(bearerOf(shortLived))).status, 401);
+    const revoked = auth.generateToken(7);
+    assert.match(await (await get(bearerOf(revoked))).text(), /sevens secret/);
+    await revocations.revokeToken(auth.verifyToken(revoked) as { jti: string; exp: number });
+    assert.equal((await get(bearerOf(revoked))).status, 401);
+    assert.match(await (await get(bearerOf(seven))).text(), /sevens secret/);
+  });
+
+  it('builds again after a write, and leaves Basic credentials to the app', async () => {
+    await (await get()).text();
+    await fetch(`${url}/notes`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ owner: 0, text: 'second public' }),
+    });
+    assert.match(await (await get()).text(), /second public/);
+    const before = seen.express;
+    await (await get({ authorization: 'Basic YWRhOnB3' })).text();
+    assert.equal(seen.express, before + 1);
   });
 });

@@ -38,6 +38,7 @@ export type MessagesApp = Express & { previewer: Previewer };
 
 export function createApp(deps: Deps): MessagesApp {
   const previewer = createPreviewer(deps.db, deps.events, deps.previews);
+  const answers = deps.answers ?? createResponseCache({ service: 'messages' });
   const app = createServiceApp(
     {
       health: {
@@ -45,9 +46,9 @@ export function createApp(deps: Deps): MessagesApp {
         database: { critical: true, check: databaseCheck(deps.db) },
       },
       operations: [...Object.values(messagesApi), ...Object.values(roomsApi)],
+      front: answers.front,
     },
     (app) => {
-      const answers = deps.answers ?? createResponseCache({ service: 'messages' });
       app.use(MESSAGES_MOUNT, messagesRouter({ ...deps, previewer, answers }));
       app.use(ROOMS_MOUNT, roomsRouter({ ...deps, answers }));
     },

@@ -1,5 +1,6 @@
 // The messages service process: config, database, platform, listen, register, finish pending previews.
 import {
+  bearerIdentity,
   connectPlatform,
   createResponseCache,
   loadConfig,
@@ -26,6 +27,8 @@ const answers = createResponseCache({
   redis: config.REDIS,
   maxBytes: config.ANSWER_CACHE_BYTES,
   maxAgeMs: config.ANSWER_CACHE_MAX_AGE_MS,
+  // Answers are the same for the same URL and the same token's user: found before express runs.
+  identify: bearerIdentity(platform.auth),
 });
 answers.watch(db);
 const app = createApp({

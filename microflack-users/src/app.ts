@@ -47,21 +47,25 @@ export function createApp(deps: Deps): Express {
     // Without its database the service can answer nothing: HAProxy should route elsewhere.
     database: { critical: true, check: databaseCheck(deps.db) },
   };
-  return createServiceApp({ health, operations: Object.values(usersApi) }, (app) => {
-    app.use(
-      USERS_MOUNT,
-      usersRouter({
-        db: deps.db,
-        auth: deps.auth,
-        events: deps.events,
-        passwords: createPasswords(Math.max(10, deps.bcryptRounds ?? 11)),
-        throttle:
-          deps.throttle && 'begin' in deps.throttle
-            ? deps.throttle
-            : createLoginThrottle(deps.throttle),
-        jsonCacheBytes: deps.jsonCacheBytes,
-        answers: deps.answers ?? createResponseCache({ service: 'users' }),
-      }),
-    );
-  });
+  const answers = deps.answers ?? createResponseCache({ service: 'users' });
+  return createServiceApp(
+    { health, operations: Object.values(usersApi), front: answers.front },
+    (app) => {
+      app.use(
+        USERS_MOUNT,
+        usersRouter({
+          db: deps.db,
+          auth: deps.auth,
+          events: deps.events,
+          passwords: createPasswords(Math.max(10, deps.bcryptRounds ?? 11)),
+          throttle:
+            deps.throttle && 'begin' in deps.throttle
+              ? deps.throttle
+              : createLoginThrottle(deps.throttle),
+          jsonCacheBytes: deps.jsonCacheBytes,
+          answers,
+        }),
+      );
+    },
+  );
 }

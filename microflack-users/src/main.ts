@@ -1,6 +1,7 @@
 // The users service process: config, database, platform clients, the sweep, then listen and register.
 import {
   connectPlatform,
+  anonymousOnly,
   createResponseCache,
   loadConfig,
   logger,
@@ -25,6 +26,9 @@ const answers = createResponseCache({
   redis: config.REDIS,
   maxBytes: config.ANSWER_CACHE_BYTES,
   maxAgeMs: config.ANSWER_CACHE_MAX_AGE_MS,
+  // Only requests without a token are found before express runs: a token's request marks its user
+  // seen (a write), which only the app does.
+  identify: anonymousOnly,
 });
 answers.watch(db);
 // Failed sign-ins are counted in Redis, shared by every instance; without REDIS, per instance.

@@ -8,36 +8,54 @@ const BATCH = 5000;
 // Stored messages say "old message word<k>" with k < WORDS: a search for one word matches one
 // stored message in WORDS (1,000 of 1M), as a rare word does in a real history.
 const WORDS = 1000;
-const SEARCH_WORD = 'word417';
+const SEARCH_WORD = 417;
+/** Callers whose tokens the paths with a token take in turn. */
+export const CALLERS = 20;
+
+/** Where the stored messages are, for the paths to point into them. */
+interface Stored {
+  /** An id about halfway into the stored messages. */
+  middle: number;
+  /** The newest id. */
+  newest: number;
+}
 
 /** One path of the growth table, measured at every size. */
 interface GrowthPath {
   name: string;
-  /** The path to GET; `middle` is an id about halfway into the stored messages. */
-  path(middle: number): string;
-  /** Sent with the caller's token. */
+  /** The `i`th request of this path. Every request differs from the others (a cursor, a word, a
+   * caller), so that none is answered from memory (ARCHITECTURE.md, "Answers from memory"): the
+   * table measures the database's query at each size, not the instance's memory. */
+  path(stored: Stored, i: number): string;
+  /** Sent with a caller's token: the `i`th request with the `i`th caller's, in turn. */
   auth?: boolean;
 }
 
 const PATHS: GrowthPath[] = [
   {
     name: 'GET /api/messages?updated_since=<1 min ago>',
-    path: () => `/api/messages?updated_since=${Math.floor(Date.now() / 1000) - 60}`,
+    path: (_, i) => `/api/messages?updated_since=${Math.floor(Date.now() / 1000) - 60 - i}`,
   },
   {
-    name: 'GET /api/messages?before=latest&limit=50',
-    path: () => '/api/messages?before=latest&limit=50',
+    name: 'GET /api/messages?before=<past the newest>&limit=50 (newest page)',
+    path: ({ newest }, i) => `/api/messages?before=${newest + 1 + i}&limit=50`,
   },
   {
     name: 'GET /api/messages?before=<middle>&limit=50 (history)',
-    path: (middle) => `/api/messages?before=${middle}&limit=50`,
+    path: ({ middle }, i) => `/api/messages?before=${middle - i}&limit=50`,
   },
   {
     name: `GET /api/messages?q=<rare word>&limit=20 (search, token)`,
-    path: () => `/api/messages?q=${SEARCH_WORD}&limit=20`,
+    // word<k> is in one stored message in WORDS; 7 and WORDS are coprime, so no word twice.
+    path: (_, i) => `/api/messages?q=word${(SEARCH_WORD + 7 * i) % WORDS}&limit=20`,
     auth: true,
   },
-  { name: 'GET /api/rooms (token: unread and mentions)', path: () => '/api/rooms', auth: true },
+  {
+    name: 'GET /api/rooms (token: unread and mentions)',
+    // A caller's answer is kept for that caller: a page size per turn through the callers.
+    path: (_, i) => `/api/rooms?limit=${100 - (Math.floor(i / CALLERS) % 100)}`,
+    auth: true,
+  },
 ];
 
 export type GrowthRow = { stored: number; path: string } & Spread;
@@ -68,12 +86,17 @@ async function fillTo(
 
 async function latency(
   api: Api,
-  path: string,
-  headers: Record<string, string>,
+  p: GrowthPath,
+  stored: Stored,
+  tokens: string[],
+  from: number,
   requests: number,
 ): Promise<Spread> {
   const delays: number[] = [];
-  for (let i = 0; i < requests; i++) {
+  for (let i = from; i < from + requests; i++) {
+    const path = p.path(stored, i);
+    const token = tokens[i % tokens.length] as string;
+    const headers: Record<string, string> = p.auth ? { authorization: `Bearer ${token}` } : {};
     const t0 = performance.now();
     const res = await api.fetch(path, { headers });
     await res.arrayBuffer();
@@ -83,10 +106,11 @@ async function latency(
   return spread(delays);
 }
 
+/** `tokens`: the callers' tokens (CALLERS of them, or fewer in a smoke run). */
 export async function measureGrowth(
   api: Api,
   databaseUrl: string,
-  token: string,
+  tokens: string[],
   sizes: number[],
   requests: number,
 ): Promise<GrowthRow[]> {
@@ -97,12 +121,15 @@ export async function measureGrowth(
       await fillTo(conn, size, (n) => console.log(`    ${n} messages stored`));
       const [rows] = await conn.query('SELECT MIN(id) AS lo, MAX(id) AS hi FROM messages');
       const { lo, hi } = (rows as Array<{ lo: number; hi: number }>)[0] ?? { lo: 0, hi: 0 };
-      const middle = Math.floor((Number(lo) + Number(hi)) / 2);
+      const stored = { middle: Math.floor((Number(lo) + Number(hi)) / 2), newest: Number(hi) };
       for (const p of PATHS) {
-        const path = p.path(middle);
-        const headers: Record<string, string> = p.auth ? { authorization: `Bearer ${token}` } : {};
-        await latency(api, path, headers, Math.min(20, requests)); // warm-up
-        out.push({ stored: size, path: p.name, ...(await latency(api, path, headers, requests)) });
+        // Warm-up with requests of their own (past the measured ones), then the measured ones.
+        await latency(api, p, stored, tokens, requests, Math.min(20, requests));
+        out.push({
+          stored: size,
+          path: p.name,
+          ...(await latency(api, p, stored, tokens, 0, requests)),
+        });
       }
     }
   } finally {
@@ -110,7 +137,6 @@ export async function measureGrowth(
   }
   return out;
 }
-
 /** The growth table: a row per path, p50 / p99 per size. */
 export function growthTable(rows: GrowthRow[]): string[] {
   const sizes = [...new Set(rows.map((r) => r.stored))];

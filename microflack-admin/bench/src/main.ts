@@ -5,7 +5,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import mysql from 'mysql2/promise';
 import { bcryptCeiling, startTrivialServer } from './ceilings.js';
-import { growthTable, measureGrowth, type GrowthRow } from './growth.js';
+import { CALLERS, growthTable, measureGrowth, type GrowthRow } from './growth.js';
 import { measureFanout, measureRegistration, measureRevocation, type Spread } from './live.js';
 import { runLoad, type LoadResult } from './load.js';
 import { ADMIN_DIR, bringUp, rssMb, type Platform } from './platform.js';
@@ -288,10 +288,14 @@ async function measureGrowthStep(run: Run): Promise<void> {
   if (!messagesDb) return;
   const growthSizes = smoke ? [1000] : args.big ? [1000, 100000, 1000000] : [1000, 100000];
   step(`growth: the list and search paths with ${growthSizes.join(', ')} stored messages`);
+  // Callers of their own for the paths with a token: a caller's answers are kept for that caller.
+  const callers = run.seeded.nicknames.slice(0, smoke ? 2 : CALLERS);
+  const tokens = [];
+  for (const nickname of callers) tokens.push(await run.api.token(nickname, run.seeded.password));
   run.results.growth = await measureGrowth(
     run.api,
     messagesDb,
-    run.seeded.token,
+    tokens,
     growthSizes,
     smoke ? 20 : 200,
   );
