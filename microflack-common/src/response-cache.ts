@@ -30,6 +30,8 @@ export const HEARTBEAT_MS = 250;
 export const HEARTBEAT_LOST_MS = 1000;
 /** Default longest life of a kept answer. */
 export const DEFAULT_ANSWER_MAX_AGE_MS = 500;
+/** The longest a request waits for the same answer being built by another, before building it. */
+const BUILD_WAIT_MS = 1000;
 /** Default bound on the bytes of kept answers per instance. */
 export const DEFAULT_ANSWER_CACHE_BYTES = 32 * 1024 * 1024;
 
@@ -247,13 +249,32 @@ export function createResponseCache(opts: ResponseCacheOptions): ResponseCache {
     sendBody(answer.body);
   }
 
+  // Answers being built, by key: requests for the same answer meanwhile wait for it rather than
+  // all building it at once (when a kept answer ages out under load, every connection misses).
+  const building = new Map<string, { generation: number; done: Promise<void> }>();
+
+  /** The answer being built under `key` in this generation, once it is done (bounded wait). */
+  async function built(key: string): Promise<Entry | undefined> {
+    const pending = building.get(key);
+    if (!pending || pending.generation !== generation) return undefined;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      pending.done,
+      new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, BUILD_WAIT_MS);
+      }),
+    ]);
+    clearTimeout(timer);
+    return get(key);
+  }
+
   const keep =
     (scope: (req: Request) => string): RequestHandler =>
-    (req, res, next) => {
+    async (req, res, next) => {
       res.set('Cache-Control', 'private, no-cache');
       if (req.method !== 'GET') return next();
       const key = `${req.originalUrl}\u0000${scope(req)}`;
-      const hit = get(key);
+      const hit = get(key) ?? (await built(key));
       if (hit) {
         answers.inc({ source: 'memory' });
         send(req, res, hit, (b) => res.send(b));
@@ -261,9 +282,24 @@ export function createResponseCache(opts: ResponseCacheOptions): ResponseCache {
       }
       answers.inc({ source: 'built' });
       const ticket = generation;
+      // Done when its answer is sent (kept or not), or when the request ends without one.
+      let settle = () => {};
+      if (building.get(key)?.generation !== ticket && healthy()) {
+        let finish = () => {};
+        const done = new Promise<void>((resolve) => (finish = resolve));
+        const mine = { generation: ticket, done };
+        building.set(key, mine);
+        settle = () => {
+          if (building.get(key) === mine) building.delete(key);
+          finish();
+        };
+        res.once('close', settle);
+      }
       const original = res.send.bind(res);
       res.send = (body?: unknown) => {
         res.send = original;
+        // Waiters resume once this has run: whatever it keeps is kept by then.
+        setImmediate(settle);
         const bytes =
           typeof body === 'string' ? Buffer.from(body) : Buffer.isBuffer(body) ? body : undefined;
         if (res.statusCode !== 200 || !bytes) return original(body);

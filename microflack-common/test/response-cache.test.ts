@@ -132,6 +132,17 @@ describe('answers from memory', () => {
     assert.match(await names(a), /ada/);
   });
 
+  it('builds an answer once for requests that ask for it together', async () => {
+    await fetch(`${a.url}/things/together`, { method: 'POST' });
+    const before = a.built;
+    const bodies = await Promise.all(
+      Array.from({ length: 10 }, async () => (await fetch(`${a.url}/things`)).text()),
+    );
+    assert.equal(a.built, before + 1, 'built more than once');
+    assert.equal(new Set(bodies).size, 1);
+    assert.match(bodies[0] as string, /together/);
+  });
+
   it('shows a write on one instance on the other within 1 s (Redis up), and the ETag changes', async () => {
     for (let round = 0; round < 5; round++) {
       const before = await fetch(`${b.url}/things`);
