@@ -33,7 +33,7 @@ export function knexConfig(
         charset: 'utf8mb4',
       } as Knex.MySql2ConnectionConfig,
       // Small pool: two cores here; a request that cannot get a connection soon fails with 503.
-      pool: { min: 0, max: 8, idleTimeoutMillis: 30000 },
+      pool: { min: 0, max: 16, idleTimeoutMillis: 30000 },
       acquireConnectionTimeout: 3000,
     };
   }

@@ -219,8 +219,9 @@ export function createResponseCache(opts: ResponseCacheOptions): ResponseCache {
 
   function changed(): void {
     bump();
-    kept.clear();
-    fronts.clear();
+    // clear() walks the whole capacity: only when there is something to drop (writes come often).
+    if (kept.size > 0) kept.clear();
+    if (fronts.size > 0) fronts.clear();
     publishChanged();
   }
 

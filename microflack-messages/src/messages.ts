@@ -207,14 +207,27 @@ export async function searchKeys(
   return rows as MessageKey[];
 }
 
+/**
+ * A new message with its mentions: one statement without mentions, else one transaction (a
+ * message is never stored without the mentions its text makes).
+ */
 export async function insertMessage(
   db: Knex,
   m: { source: string; html: string; user_id: number; room_id: number; preview_pending: boolean },
 ): Promise<MessageRow> {
   const now = nowSeconds();
-  const [id] = await db('messages').insert({ ...m, created_at: now, updated_at: now });
+  const row = { ...m, created_at: now, updated_at: now };
+  const keys = mentionKeys(m.source);
+  const id =
+    keys.length === 0
+      ? Number((await db('messages').insert(row))[0])
+      : await db.transaction(async (trx) => {
+          const [inserted] = await trx('messages').insert(row);
+          await trx('mentions').insert(mentionRows(keys, Number(inserted), m.room_id));
+          return Number(inserted);
+        });
   return {
-    id: Number(id),
+    id,
     created_at: now,
     updated_at: now,
     source: m.source,
@@ -242,20 +255,25 @@ export function mentionKeys(source: string): string[] {
 }
 
 /** The message's mentions, as its source now has them. */
+function mentionRows(keys: string[], messageId: number, roomId: number) {
+  return keys.map((k) => ({ nickname_key: k, room_id: roomId, message_id: messageId }));
+}
+
+/** An edited message's mentions: those its new text makes, in place of the old ones. */
 export async function setMentions(
   db: Knex,
   message: { id: number; room_id: number },
   source: string,
 ): Promise<void> {
-  await db('mentions').where('message_id', message.id).delete();
   const keys = mentionKeys(source);
-  if (keys.length === 0) return;
-  await db('mentions')
-    .insert(
-      keys.map((k) => ({ nickname_key: k, room_id: message.room_id, message_id: message.id })),
-    )
-    .onConflict(['nickname_key', 'room_id', 'message_id'])
-    .ignore();
+  await db.transaction(async (trx) => {
+    await trx('mentions').where('message_id', message.id).delete();
+    if (keys.length === 0) return;
+    await trx('mentions')
+      .insert(mentionRows(keys, message.id, message.room_id))
+      .onConflict(['nickname_key', 'room_id', 'message_id'])
+      .ignore();
+  });
 }
 
 /** Erases the text, reactions and mentions; the row stays, a tombstone. */

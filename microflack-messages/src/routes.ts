@@ -311,7 +311,6 @@ export function messagesRouter({
       room_id: roomId,
       preview_pending: links.length > 0,
     });
-    await setMentions(db, message, source);
     const json = toJson(message);
     // Queued before answering (it starts only after this handler yields), so the 201 never waits on it.
     if (links.length > 0) previewer.schedule(message.id);
