@@ -28,8 +28,9 @@ Brings up a platform on a temporary MICROFLACK_HOME (or uses the one at --lb), s
   --duration S  seconds per load run (default 15)      --smoke  a few seconds per path, small sizes
   --big         also the 1M-message growth case         --write-md  write BENCHMARKS.md at the top
   --no-install  run mfup --no-install (use the checkout's build as it is)
-  --only STEPS  only these steps (${STEPS.join(', ')}; live is revocation and registration)
-  --fanout N,.. the fan-out's client counts (default 1,100,1000,10000; --smoke 1,10)`;
+  --only STEPS  only these steps, comma-separated: http, sign-in, live (revocation and
+                registration), browser-live, fanout, growth, scale-out
+  --fanout N,.. the fan-out's client counts (default 1,100,1000,10000; with --smoke 1,10)`;
 
 const options = {
   lb: { type: 'string' },
