@@ -1,4 +1,5 @@
 // Live paths: revocation everywhere, registration to first routed request, event fan-out to sockets.
+import fs from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { io, type Socket } from 'socket.io-client';
@@ -88,41 +89,89 @@ export async function measureRegistration(
   return spread(delays);
 }
 
-/** post_message from one client to updated_model received by all `clients`, over `posts` posts. */
+export interface Fanout extends Spread {
+  clients: number;
+  /** post_message to the first client's updated_model (the rest is the spread over clients). */
+  first: Spread;
+  /** Seconds to connect every client (in batches, through the LB). */
+  connectSeconds: number;
+  /** CPU milliseconds a post cost, on average: this process (the clients) and each `cpuOf` pid. */
+  cpuMsPerPost: Record<string, number>;
+}
+
+/** CPU time (user + system) of a process so far, in ms; undefined if it is gone. */
+function cpuMs(pid: number): number | undefined {
+  try {
+    // utime and stime, fields 14 and 15, in clock ticks (100 a second on Linux); the name (field 2)
+    // may hold spaces, so counted from after its closing parenthesis.
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) * 10;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Clients connecting at once: more only piles handshakes up in HAProxy's and the gateway's queues. */
+const CONNECT_BATCH = 100;
+/** One post reaches every client within this, or the run fails (10,000 events take well under 1 s
+ * to send and to read on 2 cores: 10 s means lost events, not a slow machine). */
+const POST_TIMEOUT_MS = 10000;
+
+/**
+ * post_message from one client to updated_model received by all `clients`, over `posts` posts.
+ * Every client is a socket.io-client WebSocket through the LB in this one Node process: what is
+ * measured includes this process reading all the events, one after the other on its one thread.
+ */
 export async function measureFanout(
   lb: string,
   token: string,
   clients: number,
   posts: number,
-): Promise<Spread & { clients: number }> {
+  cpuOf: Map<string, number> = new Map(),
+): Promise<Fanout> {
   const sockets: Socket[] = [];
   try {
-    for (let i = 0; i < clients; i += 50) {
-      const batch = Array.from({ length: Math.min(50, clients - i) }, () => {
+    const connectStart = performance.now();
+    let lastReport = 0;
+    for (let i = 0; i < clients; i += CONNECT_BATCH) {
+      const batch = Array.from({ length: Math.min(CONNECT_BATCH, clients - i) }, () => {
         const s = io(lb, { transports: ['websocket'], reconnection: false, timeout: 10000 });
         sockets.push(s);
         return new Promise<void>((resolve, reject) => {
           s.once('connect', () => resolve());
-          s.once('connect_error', reject);
+          s.once('connect_error', (err) =>
+            reject(new Error(`client ${sockets.length} of ${clients} could not connect: ${err}`)),
+          );
         });
       });
       await Promise.all(batch);
+      if (clients >= 1000 && (sockets.length - lastReport >= 1000 || sockets.length === clients)) {
+        lastReport = sockets.length;
+        console.log(`    ${sockets.length} of ${clients} clients connected`);
+      }
     }
+    const connectSeconds = Math.round((performance.now() - connectStart) / 100) / 10;
     const sender = sockets[0] as Socket;
     const delays: number[] = [];
+    const firsts: number[] = [];
+    const cpuBefore = [...cpuOf].map(([name, pid]) => [name, pid, cpuMs(pid)] as const);
+    const selfBefore = process.cpuUsage();
     for (let p = 0; p < posts; p++) {
       const source = `fanout ${Date.now()} ${p}`;
       let pending = sockets.length;
+      let first: number | undefined;
       const t0 = performance.now();
       const allReceived = new Promise<void>((resolve, reject) => {
         const timer = setTimeout(
           () => reject(new Error(`${pending} of ${sockets.length} clients missed the event`)),
-          10000,
+          POST_TIMEOUT_MS,
         );
         for (const s of sockets) {
           const onEvent = (data: { class?: string; model?: { source?: string } }) => {
             if (data?.class !== 'Message' || data.model?.source !== source) return;
             s.off(EVENTS.updatedModel, onEvent);
+            first ??= performance.now() - t0;
             if (--pending === 0) {
               clearTimeout(timer);
               resolve();
@@ -134,8 +183,18 @@ export async function measureFanout(
       sender.emit(EVENTS.postMessage, { source }, token);
       await allReceived;
       delays.push(performance.now() - t0);
+      firsts.push(first ?? 0);
     }
-    return { ...spread(delays), clients };
+    const self = process.cpuUsage(selfBefore);
+    const cpuMsPerPost: Record<string, number> = {
+      'bench (clients)': Math.round((self.user + self.system) / 1000 / posts),
+    };
+    for (const [name, pid, before] of cpuBefore) {
+      const after = cpuMs(pid);
+      if (before !== undefined && after !== undefined)
+        cpuMsPerPost[name] = Math.round((after - before) / posts);
+    }
+    return { ...spread(delays), clients, first: spread(firsts), connectSeconds, cpuMsPerPost };
   } finally {
     for (const s of sockets) s.close();
   }

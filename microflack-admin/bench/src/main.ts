@@ -1,4 +1,5 @@
 // mfbench: every path through HAProxy against its ceiling, measured in one run on one machine.
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -6,17 +7,31 @@ import { parseArgs } from 'node:util';
 import mysql from 'mysql2/promise';
 import { bcryptCeiling, startTrivialServer } from './ceilings.js';
 import { CALLERS, growthTable, measureGrowth, type GrowthRow } from './growth.js';
-import { measureFanout, measureRegistration, measureRevocation, type Spread } from './live.js';
+import { measureBrowserLive, type BrowserLive } from './browser-live.js';
+import {
+  measureFanout,
+  measureRegistration,
+  measureRevocation,
+  type Fanout,
+  type Spread,
+} from './live.js';
 import { runLoad, type LoadResult } from './load.js';
-import { ADMIN_DIR, bringUp, rssMb, type Platform } from './platform.js';
+import { ADMIN_DIR, bringUp, openFiles, privateMb, rssMb, type Platform } from './platform.js';
 import { createApi, seed, seedUsers, waitSettled, type Api, type Seeded } from './seed.js';
 
+const STEPS = ['http', 'sign-in', 'live', 'browser-live', 'fanout', 'growth', 'scale-out'] as const;
+type Step = (typeof STEPS)[number];
+
 const USAGE = `Usage: mfbench [--lb URL --etcd URL] [--duration S] [--smoke] [--big] [--out FILE] [--write-md]
+               [--only STEP,...] [--fanout N,...]
 Brings up a platform on a temporary MICROFLACK_HOME (or uses the one at --lb), seeds 50 users and
 200 messages, measures every path through HAProxy against its ceiling, prints a table and writes JSON.
   --duration S  seconds per load run (default 15)      --smoke  a few seconds per path, small sizes
   --big         also the 1M-message growth case         --write-md  write BENCHMARKS.md at the top
-  --no-install  run mfup --no-install (use the checkout's build as it is)`;
+  --no-install  run mfup --no-install (use the checkout's build as it is)
+  --only STEPS  only these steps, comma-separated: http, sign-in, live (revocation and
+                registration), browser-live, fanout, growth, scale-out
+  --fanout N,.. the fan-out's client counts (default 1,100,1000,10000; with --smoke 1,10)`;
 
 const options = {
   lb: { type: 'string' },
@@ -27,6 +42,8 @@ const options = {
   out: { type: 'string' },
   'write-md': { type: 'boolean', default: false },
   'no-install': { type: 'boolean', default: false },
+  only: { type: 'string' },
+  fanout: { type: 'string' },
   help: { type: 'boolean', short: 'h', default: false },
 } as const;
 
@@ -50,6 +67,24 @@ const smoke = args.smoke;
 const seconds = smoke ? 2 : Number(args.duration);
 if (!Number.isFinite(seconds) || seconds <= 0) {
   console.error(`mfbench: --duration must be a positive number of seconds\n${USAGE}`);
+  process.exit(2);
+}
+const only = args.only?.split(',').map((x) => x.trim());
+const unknownStep = only?.find((x) => !(STEPS as readonly string[]).includes(x));
+if (unknownStep !== undefined || (only && args['write-md'])) {
+  console.error(
+    `mfbench: ${unknownStep !== undefined ? `no step ${unknownStep}` : '--write-md needs every step'}\n${USAGE}`,
+  );
+  process.exit(2);
+}
+const runs = (s: Step) => !only || only.includes(s);
+const fanoutClients = args.fanout
+  ? args.fanout.split(',').map(Number)
+  : smoke
+    ? [1, 10]
+    : [1, 100, 1000, 10000];
+if (fanoutClients.some((n) => !Number.isInteger(n) || n < 1)) {
+  console.error(`mfbench: --fanout takes positive whole numbers of clients\n${USAGE}`);
   process.exit(2);
 }
 const concurrencies = [32, 128];
@@ -85,6 +120,30 @@ interface Run {
 
 type LoadSpec = Omit<Parameters<typeof runLoad>[0], 'connections' | 'durationSeconds'>;
 
+interface Memory {
+  idleMb?: number;
+  idlePrivateMb?: number;
+  afterLoadMb?: number;
+}
+
+/** The floor: a Node process with the services' flags that loads nothing, 3 s after its start. */
+async function bareNodeMemory(): Promise<Memory> {
+  const child = spawn(
+    process.execPath,
+    ['--max-semi-space-size=2', '-e', 'setInterval(() => {}, 1e6)'],
+    {
+      stdio: 'ignore',
+    },
+  );
+  try {
+    await new Promise((r) => setTimeout(r, 3000));
+    const pid = child.pid as number;
+    return { idleMb: rssMb(pid), idlePrivateMb: privateMb(pid) };
+  } finally {
+    child.kill();
+  }
+}
+
 async function benchmark(platform: Platform): Promise<void> {
   const api = createApi(platform.lb);
   const results: Record<string, unknown> = {
@@ -92,8 +151,10 @@ async function benchmark(platform: Platform): Promise<void> {
     date: new Date().toISOString(),
     settings: { durationSeconds: seconds, concurrencies, smoke },
   };
-  const memory: Record<string, { idleMb?: number; afterLoadMb?: number }> = {};
-  for (const [name, pid] of await platform.instancePids()) memory[name] = { idleMb: rssMb(pid) };
+  const memory: Record<string, Memory> = { 'node (nothing loaded)': await bareNodeMemory() };
+  for (const [name, pid] of await platform.instancePids()) {
+    memory[name] = { idleMb: rssMb(pid), idlePrivateMb: privateMb(pid) };
+  }
 
   step('seeding 50 users and 200 messages');
   const seeded = await seed(api, 50, smoke ? 40 : 200);
@@ -106,15 +167,15 @@ async function benchmark(platform: Platform): Promise<void> {
     results,
   };
 
-  await measureHttpPaths(run);
-  await measureSignIn(run);
+  if (runs('http')) await measureHttpPaths(run);
+  if (runs('sign-in')) await measureSignIn(run);
   for (const [name, pid] of await platform.instancePids()) {
     memory[name] = { ...memory[name], afterLoadMb: rssMb(pid) };
   }
   await waitSettled(api);
   results.live = await measureLivePaths(run);
-  await measureGrowthStep(run);
-  await measureScaleOut(run);
+  if (runs('growth')) await measureGrowthStep(run);
+  if (runs('scale-out')) await measureScaleOut(run);
 
   results.load = run.rows;
   results.memory = memory;
@@ -260,26 +321,132 @@ async function measureSignIn(run: Run): Promise<void> {
   run.results.bcrypt = { cost, ...bcrypt };
 }
 
-/** Revocation everywhere, registration to first routed request, post_message to updated_model. */
-async function measureLivePaths(
-  run: Run,
-): Promise<Record<string, Spread | Array<Spread & { clients: number }>>> {
+/** A fan-out row: measured at `clients`; `asked` and `limitedBy` when fewer than asked fit. */
+type FanoutRow = Fanout & { asked?: number; limitedBy?: string };
+
+interface Live {
+  revocation?: Spread;
+  registration?: Spread;
+  browser?: BrowserLive;
+  fanout?: FanoutRow[];
+}
+
+/** Revocation everywhere, registration to first routed request, a keypress to another browser's
+ * screen, post_message to updated_model at up to 10,000 sockets. */
+async function measureLivePaths(run: Run): Promise<Live> {
   const { platform, api, seeded } = run;
-  step('live paths: revocation everywhere');
-  const live: Record<string, Spread | Array<Spread & { clients: number }>> = {};
-  live.revocation = await measureRevocation(api, seeded.nickname, seeded.password, smoke ? 3 : 20);
-  if (platform.etcd) {
-    step('live paths: registration to first routed request');
-    live.registration = await measureRegistration(platform.lb, platform.etcd, smoke ? 2 : 10);
+  const live: Live = {};
+  if (runs('live')) {
+    step('live paths: revocation everywhere');
+    live.revocation = await measureRevocation(
+      api,
+      seeded.nickname,
+      seeded.password,
+      smoke ? 3 : 20,
+    );
+    if (platform.etcd) {
+      step('live paths: registration to first routed request');
+      live.registration = await measureRegistration(platform.lb, platform.etcd, smoke ? 2 : 10);
+    }
   }
-  const fanout: Array<Spread & { clients: number }> = [];
-  for (const clients of smoke ? [1, 10] : [1, 100, 1000]) {
-    step(`live paths: post_message to updated_model at ${clients} clients`);
+  if (runs('browser-live')) {
+    step('live paths: keypress to the other page in Chromium, 1,000 messages shown');
     await waitSettled(api);
-    fanout.push(await measureFanout(platform.lb, seeded.token, clients, smoke ? 5 : 30));
+    live.browser = await measureBrowserLive(
+      api,
+      {
+        token: seeded.token,
+        writer: seeded.nicknames[1] as string,
+        reader: seeded.nicknames[2] as string,
+        password: seeded.password,
+      },
+      smoke ? 3 : 30,
+    );
   }
-  live.fanout = fanout;
+  if (runs('fanout')) {
+    const fanout: FanoutRow[] = [];
+    for (const asked of fanoutClients) {
+      await waitSettled(api);
+      const room = await fanoutRoom(platform);
+      let clients = asked;
+      if (room && room.max < asked) {
+        // Fewer than asked fit under a limit of this machine: measured at what fits, and said so.
+        clients = room.max >= 1000 ? Math.floor(room.max / 500) * 500 : room.max;
+        if (clients < 1) throw new Error(`no fan-out client fits: ${room.reason}`);
+        console.log(`    ${asked} clients do not fit: ${room.reason}; measuring ${clients}`);
+      }
+      step(`live paths: post_message to updated_model at ${clients} clients`);
+      const row: FanoutRow = await measureFanout(
+        platform.lb,
+        seeded.token,
+        clients,
+        smoke ? 5 : 30,
+        await cpuPids(platform),
+      );
+      console.log(
+        `    first client p50 ${row.first.p50Ms} ms, last p50 ${row.p50Ms} ms; CPU ms a post: ` +
+          Object.entries(row.cpuMsPerPost)
+            .map(([k, v]) => `${k} ${v}`)
+            .join(', '),
+      );
+      if (clients !== asked) Object.assign(row, { asked, limitedBy: room?.reason });
+      fanout.push(row);
+    }
+    live.fanout = fanout;
+  }
   return live;
+}
+
+/** The processes a fan-out's CPU is counted for: the socketio instances and HAProxy's workers. */
+async function cpuPids(platform: Platform): Promise<Map<string, number>> {
+  const pids = new Map(
+    [...(await platform.instancePids())].filter(([name]) => name.startsWith('socketio-')),
+  );
+  const master = Number((await platform.lbInfo())?.Pid);
+  if (master) pids.set('haproxy', master);
+  return pids;
+}
+
+/**
+ * How many more WebSocket clients fit through the LB: HAProxy holds at most `Maxconn` client
+ * connections (two descriptors each, its client's and its server's side: without a maxconn of its
+ * own, HAProxy derives it from its open-files limit), and every client is also a descriptor in
+ * this process and in a socketio instance. The tightest of them, and what it is; undefined when
+ * none of them can be read (a platform of another machine).
+ */
+async function fanoutRoom(
+  platform: Platform,
+): Promise<{ max: number; reason: string } | undefined> {
+  const limits: Array<{ max: number; reason: string }> = [];
+  const info = await platform.lbInfo();
+  if (info?.Maxconn) {
+    const maxconn = Number(info.Maxconn);
+    limits.push({
+      // A few connections of this process's own (its REST calls) besides the clients.
+      max: maxconn - Number(info.CurrConns ?? 0) - 20,
+      reason: `HAProxy's maxconn is ${maxconn}, from its open-files limit ${info['Ulimit-n']}`,
+    });
+  }
+  const self = openFiles('self');
+  if (self) {
+    limits.push({
+      max: self.limit - self.open - 100,
+      reason: `this process may open ${self.limit} files (${self.open} open)`,
+    });
+  }
+  const gateways = [...(await platform.instancePids())].filter(([n]) => n.startsWith('socketio-'));
+  const gatewayFiles = gateways.map(([, pid]) => openFiles(pid));
+  if (gateways.length > 0 && gatewayFiles.every((f) => f !== undefined)) {
+    limits.push({
+      max: gatewayFiles.reduce(
+        (n, f) =>
+          n + (f as { limit: number; open: number }).limit - (f as { open: number }).open - 100,
+        0,
+      ),
+      reason: `the socketio instances may open ${gatewayFiles.map((f) => f?.limit).join(', ')} files`,
+    });
+  }
+  return limits.sort((a, b) => a.max - b.max)[0];
 }
 
 /** GET /api/messages?updated_since as the messages table grows (with MariaDB only). */
@@ -364,24 +531,44 @@ function report(results: Record<string, unknown>): void {
       `| ${r.path} | ${r.concurrency} | ${fmt(r.rps)} | ${r.p50Ms} | ${r.p99Ms} | ${r.errors} | ${fmt(r.ceilingRps)} | ${r.ratio === undefined ? '-' : `${(r.ratio * 100).toFixed(1)}%`} |`,
     );
   }
-  const live = results.live as Record<string, Spread | Array<Spread & { clients: number }>>;
+  const live = results.live as Live;
   const liveLines = [
     '| live path | p50 ms | p99 ms | max ms | samples |',
     '| --- | ---: | ---: | ---: | ---: |',
   ];
-  for (const [name, v] of Object.entries(live)) {
-    for (const s of Array.isArray(v) ? v : [v]) {
-      const label = 'clients' in s ? `${name} to ${s.clients} clients` : name;
-      liveLines.push(`| ${label} | ${s.p50Ms} | ${s.p99Ms} | ${s.maxMs} | ${s.samples} |`);
-    }
+  const liveNotes: string[] = [];
+  const liveRow = (label: string, s: Spread) =>
+    liveLines.push(`| ${label} | ${s.p50Ms} | ${s.p99Ms} | ${s.maxMs} | ${s.samples} |`);
+  if (live.revocation) liveRow('revocation', live.revocation);
+  if (live.registration) liveRow('registration', live.registration);
+  if (live.browser) {
+    const b = live.browser;
+    liveRow(
+      `keypress to the other page's screen, Chromium, ${b.shownBefore.toLocaleString('en')} messages shown`,
+      b,
+    );
+  }
+  for (const f of live.fanout ?? []) {
+    const asked = f.asked ? ` (${f.asked} asked: ${f.limitedBy})` : '';
+    liveRow(`fanout to ${f.clients} clients${asked}, one Node process receiving all`, f);
+  }
+  // Where a large fan-out's time goes: every process involved shares the machine's cores.
+  for (const f of (live.fanout ?? []).filter((x) => x.clients >= 1000)) {
+    const cpu = Object.entries(f.cpuMsPerPost)
+      .map(([k, v]) => `${k.replace(/-[0-9a-f]+$/, '')} ${v}`)
+      .join(', ');
+    liveNotes.push(
+      `Fan-out to ${f.clients}: first client p50 ${f.first.p50Ms} ms, last p50 ${f.p50Ms} ms; CPU ms a post: ${cpu}.`,
+    );
   }
   const growthLines = growthTable((results.growth as GrowthRow[] | undefined) ?? []);
-  const memory = results.memory as Record<string, { idleMb?: number; afterLoadMb?: number }>;
+  const memory = results.memory as Record<string, Memory>;
   const memLines = [
-    '| instance | idle RSS MB | after load RSS MB |',
-    '| --- | ---: | ---: |',
+    '| instance | idle RSS MB | idle private MB (USS) | after load RSS MB |',
+    '| --- | ---: | ---: | ---: |',
     ...Object.entries(memory).map(
-      ([k, v]) => `| ${k} | ${fmt(v.idleMb)} | ${fmt(v.afterLoadMb)} |`,
+      ([k, v]) =>
+        `| ${k} | ${fmt(v.idleMb)} | ${fmt(v.idlePrivateMb)} | ${v.afterLoadMb === undefined ? '-' : fmt(v.afterLoadMb)} |`,
     ),
   ];
   const scale = results.scaleOut as
@@ -391,18 +578,19 @@ function report(results: Record<string, unknown>): void {
         `POST /api/messages at concurrency 32: 1 instance ${fmt(scale.oneInstance.rps)} req/s (p99 ${scale.oneInstance.p99Ms} ms), 2 instances ${fmt(scale.twoInstances.rps)} req/s (p99 ${scale.twoInstances.p99Ms} ms): ×${scale.speedup}`,
       ]
     : [];
-  const bcrypt = results.bcrypt as { cost: number; hashesPerSecond: number; cores: number };
+  const bcrypt = results.bcrypt as
+    { cost: number; hashesPerSecond: number; cores: number } | undefined;
   const m = results.machine as ReturnType<typeof machine>;
   const text = [
     `Machine: ${m.cpu}, ${m.cores} cores, ${m.memoryGb} GiB, ${m.os}, Node ${m.node}; ${results.date}`,
-    `Load runs: ${seconds} s each through HAProxy. bcrypt ceiling: ${bcrypt.hashesPerSecond} hashes/s at cost ${bcrypt.cost} on ${bcrypt.cores} cores.`,
+    `Load runs: ${seconds} s each through HAProxy.${bcrypt ? ` bcrypt ceiling: ${bcrypt.hashesPerSecond} hashes/s at cost ${bcrypt.cost} on ${bcrypt.cores} cores.` : ''}`,
+    ...(only ? [`Only: ${only.join(', ')}.`] : []),
     '',
-    ...lines,
-    '',
+    ...(rows.length > 0 ? [...lines, ''] : []),
     ...liveLines,
     '',
-    ...growthLines,
-    '',
+    ...(liveNotes.length > 0 ? [...liveNotes, ''] : []),
+    ...(results.growth ? [...growthLines, ''] : []),
     ...memLines,
     '',
     ...scaleLines,

@@ -21,6 +21,8 @@ export interface Platform {
   /** pid of every service instance, by instance name (mfup platforms only). */
   instancePids(): Promise<Map<string, number>>;
   mf(script: string, ...args: string[]): Promise<string>;
+  /** HAProxy's `show info` (Maxconn, CurrConns, Ulimit-n...), when its stats socket is readable. */
+  lbInfo(): Promise<Record<string, string> | undefined>;
   stop(): Promise<void>;
 }
 
@@ -89,6 +91,7 @@ function fromHome(home: string, env: NodeJS.ProcessEnv, owned: boolean): Platfor
       return pids;
     },
     mf,
+    lbInfo: () => haproxyInfo(path.join(home, 'lb', 'haproxy.sock')),
     async stop() {
       if (owned) {
         await streamed('mfdown', ['--purge'], fullEnv);
@@ -126,6 +129,55 @@ export function rssMb(pid: number): number | undefined {
     const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
     const kb = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1]);
     return Number.isFinite(kb) ? Math.round(kb / 102.4) / 10 : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** `show info` on an HAProxy stats socket, as name → value; undefined if there is no socket. */
+export function haproxyInfo(socket: string): Promise<Record<string, string> | undefined> {
+  if (!fs.existsSync(socket)) return Promise.resolve(undefined);
+  return new Promise((resolve) => {
+    let text = '';
+    const conn = net.createConnection(socket, () => conn.end('show info\n'));
+    conn.setTimeout(5000, () => conn.destroy());
+    conn.on('data', (d) => (text += d));
+    conn.on('error', () => resolve(undefined));
+    conn.on('close', () => {
+      const info: Record<string, string> = {};
+      for (const line of text.split('\n')) {
+        const m = /^([A-Za-z_-]+):\s*(.*)$/.exec(line);
+        if (m) info[m[1] as string] = m[2] as string;
+      }
+      resolve(Object.keys(info).length > 0 ? info : undefined);
+    });
+  });
+}
+
+/** A process's open-files limit (soft) and the descriptors it has open; undefined if unreadable. */
+export function openFiles(pid: number | 'self'): { limit: number; open: number } | undefined {
+  try {
+    const limits = fs.readFileSync(`/proc/${pid}/limits`, 'utf8');
+    const soft = /^Max open files\s+(\S+)/m.exec(limits)?.[1];
+    const limit = soft === 'unlimited' ? Infinity : Number(soft);
+    const open = fs.readdirSync(`/proc/${pid}/fd`).length;
+    return Number.isFinite(limit) || limit === Infinity ? { limit, open } : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * A process's memory not shared with any other (USS: private clean + private dirty pages), in MB.
+ * RSS also counts the node binary's and the libraries' pages, which every Node process on the
+ * host shares (about 40 MB here).
+ */
+export function privateMb(pid: number): number | undefined {
+  try {
+    const rollup = fs.readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8');
+    const kb = (name: string) => Number(new RegExp(`^${name}:\\s+(\\d+)`, 'm').exec(rollup)?.[1]);
+    const total = kb('Private_Clean') + kb('Private_Dirty');
+    return Number.isFinite(total) ? Math.round(total / 102.4) / 10 : undefined;
   } catch {
     return undefined;
   }

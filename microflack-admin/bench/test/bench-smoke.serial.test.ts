@@ -69,6 +69,23 @@ describe('mfbench --smoke', () => {
       results.live.fanout.map((f: { clients: number }) => f.clients),
       [1, 10],
     );
+    for (const f of results.live.fanout) {
+      assert.equal(f.samples, 5);
+      assert.ok(
+        f.first.p50Ms <= f.p50Ms,
+        `the first client is no later than the last: ${f.clients}`,
+      );
+      assert.ok(f.cpuMsPerPost['bench (clients)'] >= 0);
+    }
+    // A keypress in one Chromium page to the text on the other's, 1,000 messages on its screen,
+    // each new message one node added and none replaced (no whole-list re-render).
+    const browser = results.live.browser;
+    assert.equal(browser.samples, 3);
+    assert.ok(browser.shownBefore >= 1000, `${browser.shownBefore} messages shown`);
+    assert.equal(browser.shownAfter, browser.shownBefore + 3);
+    assert.deepEqual([browser.nodesAdded, browser.nodesRemoved], [3, 0]);
+    assert.ok(browser.p50Ms > 0 && browser.dom.p50Ms > 0 && browser.dom.p50Ms <= browser.p50Ms);
+    assert.match(output, /keypress to the other page's screen, Chromium, 1,\d{3} messages shown/);
     // Every list and search path at 1,000 stored messages, each answered (a failure throws).
     const growth = results.growth as Array<{ stored: number; path: string; samples: number }>;
     assert.deepEqual(
