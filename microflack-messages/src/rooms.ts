@@ -121,7 +121,11 @@ export async function listRooms(
   return query;
 }
 
-/** Others' messages after `lastReadId`, counted up to MAX_UNREAD on the (room_id, id) index. */
+/**
+ * Others' messages among the first MAX_UNREAD after `lastReadId`, on the (room_id, id) index: at
+ * most MAX_UNREAD rows are read whoever wrote them (a caller with a million messages of their own
+ * after the marker is not a million-row scan).
+ */
 export async function unreadCount(
   db: Knex,
   roomId: number,
@@ -129,13 +133,16 @@ export async function unreadCount(
   lastReadId: number,
 ): Promise<number> {
   const inner = db('messages')
-    .select('id')
+    .select('user_id', 'deleted')
     .where('room_id', roomId)
     .andWhere('id', '>', lastReadId)
-    .andWhereNot('user_id', userId)
-    .andWhere('deleted', false)
+    .orderBy('id', 'asc')
     .limit(MAX_UNREAD);
-  const [row] = (await db.count({ n: '*' }).from(inner.as('u'))) as Array<{ n: number | string }>;
+  const [row] = (await db
+    .count({ n: '*' })
+    .from(inner.as('u'))
+    .whereNot('u.user_id', userId)
+    .andWhere('u.deleted', false)) as Array<{ n: number | string }>;
   return Number(row?.n ?? 0);
 }
 

@@ -171,6 +171,21 @@ describe('rooms in the browser client', () => {
       await shot(ada, 'members');
       await ada.page.keyboard.press('Escape');
       await ada.page.locator('#members-dialog').waitFor({ state: 'hidden' });
+      // Keyboard use: Tab moves focus, and the focused control shows it.
+      await ada.page.keyboard.press('Tab');
+      const focusRing = await ada.page.evaluate(() => {
+        const el = document.activeElement as HTMLElement | null;
+        if (!el || el === document.body) return undefined;
+        const style = getComputedStyle(el);
+        return {
+          tag: el.tagName,
+          outline: style.outlineStyle,
+          width: parseFloat(style.outlineWidth),
+        };
+      });
+      assert.ok(focusRing, 'Tab focused nothing');
+      assert.notEqual(focusRing.outline, 'none', `${focusRing.tag} focused without a visible ring`);
+      assert.ok(focusRing.width >= 2, `${focusRing.tag}'s focus ring is ${focusRing.width}px`);
       await roomItem(bob, secret).waitFor({ timeout: LIVE_MS });
       const marker = `classified${tag}`;
       await post(ada, `${marker} plans`);

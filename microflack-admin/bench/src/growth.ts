@@ -18,6 +18,9 @@ interface Stored {
   middle: number;
   /** The newest id. */
   newest: number;
+  /** The messages fillTo stored say `unique<k>`, each its own k, for k in [uniqueFrom, filled). */
+  uniqueFrom: number;
+  filled: number;
 }
 
 /** One path of the growth table, measured at every size. */
@@ -46,7 +49,15 @@ const PATHS: GrowthPath[] = [
   },
   {
     name: `GET /api/messages?q=<rare word>&limit=20 (search, token)`,
-    // word<k> is in one stored message in WORDS; 7 and WORDS are coprime, so no word twice.
+    // unique<k> is in one stored message whatever the size: the search's own cost.
+    path: ({ uniqueFrom, filled }, i) =>
+      `/api/messages?q=unique${uniqueFrom + ((7919 * (i + 1)) % Math.max(1, filled - uniqueFrom))}&limit=20`,
+    auth: true,
+  },
+  {
+    name: `GET /api/messages?q=<word in 1 of ${WORDS.toLocaleString('en')}>&limit=20 (search, token; matches grow with the table)`,
+    // word<k> is in one stored message in WORDS; 7 and WORDS are coprime, so no word twice. The
+    // newest 20 of its matches need every match: FULLTEXT finds them in no order.
     path: (_, i) => `/api/messages?q=word${(SEARCH_WORD + 7 * i) % WORDS}&limit=20`,
     auth: true,
   },
@@ -65,14 +76,14 @@ async function fillTo(
   conn: mysql.Connection,
   total: number,
   onProgress: (n: number) => void,
-): Promise<void> {
+): Promise<number> {
   const [rows] = await conn.query('SELECT COUNT(*) AS n FROM messages');
   let n = Number((rows as Array<{ n: number }>)[0]?.n ?? 0);
   const old = Math.floor(Date.now() / 1000) - 2 * 86400;
   while (n < total) {
     const count = Math.min(BATCH, total - n);
     const values = Array.from({ length: count }, (_, i) => {
-      const text = `old message word${(n + i) % WORDS}`;
+      const text = `old message word${(n + i) % WORDS} unique${n + i}`;
       return [old + ((n + i) % 3600), old + ((n + i) % 3600), text, text, 1, 1];
     });
     await conn.query(
@@ -82,6 +93,7 @@ async function fillTo(
     n += count;
     if (n % 100000 === 0 || n === total) onProgress(n);
   }
+  return n;
 }
 
 async function latency(
@@ -116,17 +128,25 @@ export async function measureGrowth(
 ): Promise<GrowthRow[]> {
   const conn = await mysql.createConnection({ uri: databaseUrl, connectTimeout: 5000 });
   const out: GrowthRow[] = [];
+  let uniqueFrom: number | undefined;
   try {
     for (const size of sizes) {
-      await fillTo(conn, size, (n) => console.log(`    ${n} messages stored`));
+      const [counted] = await conn.query('SELECT COUNT(*) AS n FROM messages');
+      uniqueFrom ??= Number((counted as Array<{ n: number }>)[0]?.n ?? 0);
+      const filled = await fillTo(conn, size, (n) => console.log(`    ${n} messages stored`));
       const [rows] = await conn.query('SELECT MIN(id) AS lo, MAX(id) AS hi FROM messages');
       const { lo, hi } = (rows as Array<{ lo: number; hi: number }>)[0] ?? { lo: 0, hi: 0 };
-      const stored = { middle: Math.floor((Number(lo) + Number(hi)) / 2), newest: Number(hi) };
+      const stored: Stored = {
+        middle: Math.floor((Number(lo) + Number(hi)) / 2),
+        newest: Number(hi),
+        uniqueFrom,
+        filled,
+      };
       for (const p of PATHS) {
         // Warm-up with requests of their own (past the measured ones), then the measured ones.
         await latency(api, p, stored, tokens, requests, Math.min(20, requests));
         out.push({
-          stored: size,
+          stored: filled,
           path: p.name,
           ...(await latency(api, p, stored, tokens, 0, requests)),
         });

@@ -95,7 +95,7 @@ export const Room = z
       .nonnegative()
       .optional()
       .meta({
-        description: `Others' messages after the caller's read marker, counted up to ${MAX_UNREAD}; members only.`,
+        description: `Others' messages among the first ${MAX_UNREAD} after the caller's read marker; members only.`,
       }),
     mentions: z
       .int()
