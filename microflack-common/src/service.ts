@@ -75,8 +75,8 @@ function track(
   req: IncomingMessage,
   res: ServerResponse,
   route: () => string,
+  started = process.hrtime.bigint(),
 ): void {
-  const started = process.hrtime.bigint();
   state.inFlight++;
   if (state.draining) res.setHeader('Connection', 'close');
   res.on('close', () => {
@@ -114,6 +114,7 @@ export function requestListener(app: Express): (req: IncomingMessage, res: Serve
   if (!state || !front) return app;
   return (req, res) => {
     let route: string | false = false;
+    const started = process.hrtime.bigint();
     if (!state.draining) {
       try {
         route = front(req, res);
@@ -127,7 +128,7 @@ export function requestListener(app: Express): (req: IncomingMessage, res: Serve
       return;
     }
     const answered = route;
-    track(state, req, res, () => answered);
+    track(state, req, res, () => answered, started);
   };
 }
 
