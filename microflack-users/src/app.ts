@@ -27,6 +27,8 @@ export interface Deps {
   health?: Record<string, HealthCheck>;
   /** bcrypt cost; 10 or more. */
   bcryptRounds?: number;
+  /** The longest a password hash waits for its turn (passwords.ts), then 503. */
+  passwordQueueWaitMs?: number;
   /**
    * The sign-in throttle, or its limits and the Redis that shares the counts between instances
    * (else each counts alone).
@@ -57,7 +59,9 @@ export function createApp(deps: Deps): Express {
           db: deps.db,
           auth: deps.auth,
           events: deps.events,
-          passwords: createPasswords(Math.max(10, deps.bcryptRounds ?? 11)),
+          passwords: createPasswords(Math.max(10, deps.bcryptRounds ?? 11), {
+            maxWaitMs: deps.passwordQueueWaitMs,
+          }),
           throttle:
             deps.throttle && 'begin' in deps.throttle
               ? deps.throttle

@@ -10,6 +10,9 @@ export const usersConfig = {
   // How long the sweep leader's etcd lease outlives a crashed leader before another takes over.
   SWEEP_LEADER_TTL_SECONDS: z.coerce.number().int().min(2).max(300).default(10),
   BCRYPT_ROUNDS: z.coerce.number().int().min(10).max(15).default(11),
+  // The longest a password hash waits for its turn before the request gets 503 (passwords.ts):
+  // under the tokens service's 5 s call to users, so that no hash is made for a caller gone.
+  PASSWORD_QUEUE_WAIT_MS: z.coerce.number().int().min(100).max(60000).default(4000),
   // The sign-in throttle (see login-throttle.ts): failures allowed before waiting starts, per
   // nickname and client address together, per nickname (over the addresses that have failed) and
   // per client address; the first wait, doubled per further failure up to the ceiling; and how

@@ -49,6 +49,7 @@ const app = createApp({
   events: platform.events,
   health: platform.health,
   bcryptRounds: config.BCRYPT_ROUNDS,
+  passwordQueueWaitMs: config.PASSWORD_QUEUE_WAIT_MS,
   throttle,
   answers,
 });

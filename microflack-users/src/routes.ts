@@ -1,5 +1,5 @@
 // The /api/users routes, in the original's order and with its answers, stricter on input.
-import { Router, type RequestHandler } from 'express';
+import { Router, type RequestHandler, type Response } from 'express';
 import {
   authRequired,
   HttpError,
@@ -25,7 +25,7 @@ import {
   usersApi as api,
 } from '@microflack/common/api';
 import type { LoginThrottle } from './login-throttle.js';
-import type { Passwords } from './passwords.js';
+import { PasswordsBusy, type Passwords } from './passwords.js';
 import {
   findUserById,
   findUserByNickname,
@@ -44,6 +44,27 @@ import {
 import { createRowJsonCache, joinJson } from '@microflack/common';
 
 const log = logger.child({ module: 'users' });
+
+/** Aborted when the client's connection closes before it has its answer: nobody waits any more. */
+function clientGone(res: Response): AbortSignal {
+  const controller = new AbortController();
+  res.once('close', () => {
+    if (!res.writableFinished) controller.abort();
+  });
+  return controller.signal;
+}
+
+/** A hash refused its turn (waited too long, or its client left): 503, come back in a second. */
+async function inTurn<T>(work: Promise<T>): Promise<T> {
+  try {
+    return await work;
+  } catch (err) {
+    if (err instanceof PasswordsBusy) {
+      throw new HttpError(503, 'too many passwords to check, try again', { 'Retry-After': '1' });
+    }
+    throw err;
+  }
+}
 
 export interface RoutesDeps {
   db: Knex;
@@ -113,7 +134,7 @@ export function usersRouter(deps: RoutesDeps): Router {
   const tokenRequired: [RequestHandler, RequestHandler] = [auth.tokenRequired, loadTokenUser];
   const tokenOptional: [RequestHandler, RequestHandler] = [auth.tokenOptional, loadTokenUser];
 
-  const basicRequired: RequestHandler = async (req, _res, next) => {
+  const basicRequired: RequestHandler = async (req, res, next) => {
     const credentials = readBasicAuth(req);
     if (!credentials) throw authRequired();
     const { username, password } = credentials;
@@ -132,7 +153,7 @@ export function usersRouter(deps: RoutesDeps): Router {
     try {
       const lookable = username.length > 0 && username.length <= 4 * MAX_NICKNAME_CHARS;
       user = lookable ? await findUserByNickname(db, username) : undefined;
-      verified = await passwords.verify(password, user?.password_hash);
+      verified = await inTurn(passwords.verify(password, user?.password_hash, clientGone(res)));
     } catch (err) {
       // Released when the database fails, or the nickname would stay slowed for nothing.
       await attempt.release();
@@ -154,7 +175,11 @@ export function usersRouter(deps: RoutesDeps): Router {
     if (await findUserByNickname(db, nickname)) throw new HttpError(400, 'nickname already taken');
     let user: UserRow;
     try {
-      user = await insertUser(db, nickname, await passwords.hash(password));
+      user = await insertUser(
+        db,
+        nickname,
+        await inTurn(passwords.hash(password, clientGone(res))),
+      );
     } catch (err) {
       if (err instanceof NicknameTakenError) throw new HttpError(400, 'nickname already taken');
       throw err;
@@ -250,7 +275,7 @@ export function usersRouter(deps: RoutesDeps): Router {
     const change: { nickname?: string; password_hash?: string } = {};
     if (nickname !== undefined) change.nickname = nickname;
     if (password !== undefined) {
-      change.password_hash = await passwords.hash(password);
+      change.password_hash = await inTurn(passwords.hash(password, clientGone(res)));
       // A new password signs the account out everywhere: every token issued until now, this
       // request's included, is revoked before the password changes (if etcd cannot record that,
       // nothing changes). The client gets a fresh token in the answer.
