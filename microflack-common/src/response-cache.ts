@@ -123,6 +123,8 @@ export interface ResponseCache {
   front(req: IncomingMessage, res: ServerResponse): string | false;
   /** Whether answers may be given from memory now. */
   readonly serving: boolean;
+  /** Bumped by every write told of and every silence heard: what was kept before is not given. */
+  readonly generation: number;
   readonly entries: number;
   readonly bytes: number;
   close(): Promise<void>;
@@ -392,6 +394,9 @@ export function createResponseCache(opts: ResponseCacheOptions): ResponseCache {
     front,
     get serving() {
       return healthy();
+    },
+    get generation() {
+      return generation;
     },
     get entries() {
       return kept.size;

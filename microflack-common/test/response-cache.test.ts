@@ -133,14 +133,22 @@ describe('answers from memory', () => {
   });
 
   it('builds an answer once for requests that ask for it together', async () => {
-    await fetch(`${a.url}/things/together`, { method: 'POST' });
-    const before = a.built;
-    const bodies = await Promise.all(
-      Array.from({ length: 10 }, async () => (await fetch(`${a.url}/things`)).text()),
-    );
-    assert.equal(a.built, before + 1, 'built more than once');
-    assert.equal(new Set(bodies).size, 1);
-    assert.match(bodies[0] as string, /together/);
+    // A round counts only if nothing dropped what was kept meanwhile (a heartbeat heard late on a
+    // loaded machine does, and then every request rightly builds its own): up to 5 rounds.
+    for (let round = 0; round < 5; round++) {
+      await fetch(`${a.url}/things/together${round}`, { method: 'POST' });
+      await waitFor('serving', () => a.answers.serving, 5000);
+      const [generation, before] = [a.answers.generation, a.built];
+      const bodies = await Promise.all(
+        Array.from({ length: 10 }, async () => (await fetch(`${a.url}/things`)).text()),
+      );
+      if (a.answers.generation !== generation || !a.answers.serving) continue;
+      assert.equal(a.built, before + 1, 'built more than once');
+      assert.equal(new Set(bodies).size, 1);
+      assert.match(bodies[0] as string, new RegExp(`together${round}`));
+      return;
+    }
+    assert.fail('5 rounds in a row had what was kept dropped while they ran');
   });
 
   it('shows a write on one instance on the other within 1 s (Redis up), and the ETag changes', async () => {
