@@ -137,6 +137,11 @@ describe('answers from memory', () => {
     // loaded machine does, and then every request rightly builds its own): up to 5 rounds.
     for (let round = 0; round < 5; round++) {
       await fetch(`${a.url}/things/together${round}`, { method: 'POST' });
+      // b watches the same database: its "changed" about this write comes back through Redis.
+      for (let seen = -1; seen !== a.answers.generation;) {
+        seen = a.answers.generation;
+        await sleep(150);
+      }
       await waitFor('serving', () => a.answers.serving, 5000);
       const [generation, before] = [a.answers.generation, a.built];
       const bodies = await Promise.all(
