@@ -54,8 +54,10 @@ interface ClusterStatus {
 }
 
 /** With MF_KEEP_TMP=1, the hosts' logs are copied out before the cluster is deleted. */
-function keepLogs(): void {
-  if (process.env.MF_KEEP_TMP !== '1' || !fs.existsSync(home)) return;
+/** The hosts' logs, copied out of the home that `down --purge` deletes: with MF_KEEP_TMP=1, or
+ * when `always` (a check failed: the logs are the only trace of why). */
+function keepLogs(always = false): void {
+  if ((!always && process.env.MF_KEEP_TMP !== '1') || !fs.existsSync(home)) return;
   const kept = fs.mkdtempSync(path.join(os.tmpdir(), 'mfcluster-logs-'));
   for (const h of ['h1', 'h2', 'h3']) {
     fs.cpSync(path.join(home, h, 'logs'), path.join(kept, h), { recursive: true });
@@ -199,6 +201,7 @@ describe('MicroFlack on three hosts', { timeout: 20 * 60 * 1000 }, () => {
   function assertNothingLost(d: DeliveryReport): void {
     assert.ok(d.acknowledged > 100, `only ${d.acknowledged} messages were acknowledged`);
     assert.deepEqual(d.lost, [], 'acknowledged messages missing from the database');
+    if (d.lost.length > 0 || d.undelivered.some((u) => u.length > 0)) keepLogs(true);
     for (const [i, u] of d.undelivered.entries()) {
       assert.deepEqual(u, [], `socket ${i} never got these messages`);
     }
