@@ -168,11 +168,8 @@ export function createAuth(secret: string, revocations: RevocationList): Auth {
 
   /** undefined: no bearer token at all; null: a token that is not valid. */
   function readBearer(req: Request): { claims: TokenClaims; token: string } | null | undefined {
-    const header = req.headers.authorization;
-    if (header === undefined) return undefined;
-    const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
-    if (!match) return header.toLowerCase().startsWith('basic ') ? undefined : null;
-    const token = match[1] as string;
+    const token = bearerTokenOf(req.headers.authorization);
+    if (typeof token !== 'string') return token;
     const claims = verifyToken(token);
     return claims ? { claims, token } : null;
   }
@@ -213,6 +210,17 @@ export function readBasicAuth(req: Request): { username: string; password: strin
   return { username: decoded.slice(0, colon), password: decoded.slice(colon + 1) };
 }
 
+/**
+ * The token of an `Authorization` header: undefined when there is none to check (no header, or
+ * Basic credentials), null when the header is malformed.
+ */
+function bearerTokenOf(header: string | undefined): string | null | undefined {
+  if (header === undefined) return undefined;
+  const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
+  if (!match) return header.toLowerCase().startsWith('basic ') ? undefined : null;
+  return match[1] as string;
+}
+
 /** A caller for answers from memory (response-cache.ts): anyone without credentials. */
 export function anonymousOnly(req: IncomingMessage): string | null {
   return req.headers.authorization === undefined ? 'anonymous' : null;
@@ -229,9 +237,9 @@ export function bearerIdentity(
   return (req) => {
     const header = req.headers.authorization;
     if (header === undefined) return 'anonymous';
-    const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
-    if (!match) return null;
-    const claims = auth.verifyToken(match[1] as string);
+    // Read as tokenOptional reads it; Basic credentials (which it lets through) are left to the app.
+    const token = bearerTokenOf(header);
+    const claims = typeof token === 'string' ? auth.verifyToken(token) : undefined;
     return claims ? `user ${claims.user_id}` : null;
   };
 }

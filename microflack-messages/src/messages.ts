@@ -254,7 +254,7 @@ export function mentionKeys(source: string): string[] {
   return [...keys];
 }
 
-/** The message's mentions, as its source now has them. */
+/** The rows of a message's mentions. */
 function mentionRows(keys: string[], messageId: number, roomId: number) {
   return keys.map((k) => ({ nickname_key: k, room_id: roomId, message_id: messageId }));
 }
