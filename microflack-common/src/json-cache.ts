@@ -3,6 +3,7 @@
 // version column changes on every write, by trigger), so an entry is never trusted by age and
 // several instances stay correct; a stale entry is simply never asked for and ages out.
 import { LRUCache } from 'lru-cache';
+import { z } from 'zod';
 
 export interface RowJsonCache {
   /** The bytes of row `id` at exactly `version`, if kept. */
@@ -17,6 +18,19 @@ export interface RowJsonCache {
 interface Entry {
   version: number;
   json: Buffer;
+}
+
+/** The setting `ROW_CACHE_BYTES` of a service with a row cache, with its default (spread into its config). */
+export function rowCacheConfig(defaultBytes: number) {
+  return {
+    // Bytes of rows' JSON each instance keeps (least recently used go first).
+    ROW_CACHE_BYTES: z.coerce
+      .number()
+      .int()
+      .min(1)
+      .max(2 ** 31)
+      .default(defaultBytes),
+  };
 }
 
 /** Least recently used entries go first once the kept bytes pass `maxBytes`. */

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { ConfigError, DEV_JWT_SECRET_KEY, parseConfig } from '../src/config.js';
+import { rowCacheConfig } from '../src/json-cache.js';
 
 describe('parseConfig', () => {
   it('fills defaults from the original in development', () => {
@@ -63,5 +64,13 @@ describe('parseConfig', () => {
     const extra = { PREVIEW_TIMEOUT_MS: z.coerce.number().int().positive() };
     assert.equal(parseConfig(extra, { PREVIEW_TIMEOUT_MS: '300' }).PREVIEW_TIMEOUT_MS, 300);
     assert.throws(() => parseConfig(extra, {}), /PREVIEW_TIMEOUT_MS/);
+  });
+
+  it("bounds the row cache by a setting in bytes, with the service's default", () => {
+    const extra = rowCacheConfig(4096);
+    assert.equal(parseConfig(extra, {}).ROW_CACHE_BYTES, 4096);
+    assert.equal(parseConfig(extra, { ROW_CACHE_BYTES: '1048576' }).ROW_CACHE_BYTES, 1048576);
+    for (const bad of ['0', '-1', '1.5', 'lots', String(2 ** 31 + 1)])
+      assert.throws(() => parseConfig(extra, { ROW_CACHE_BYTES: bad }), /ROW_CACHE_BYTES/, bad);
   });
 });

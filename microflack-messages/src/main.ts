@@ -33,6 +33,7 @@ const answers = createResponseCache({
 answers.watch(db);
 const app = createApp({
   db,
+  jsonCacheBytes: config.ROW_CACHE_BYTES,
   auth: platform.auth,
   events: platform.events,
   directory: createDirectory(platform.lb),

@@ -47,6 +47,7 @@ import {
 import { findRoom, isMember, isPrivate, readableRoom } from './rooms.js';
 import type { Previewer } from './previewer.js';
 import { renderMarkdown } from './render.js';
+import { DEFAULT_ROW_CACHE_BYTES } from './config.js';
 
 export interface RouteDeps {
   db: Knex;
@@ -55,12 +56,9 @@ export interface RouteDeps {
   previewer: Previewer;
   /** Whole answers kept in memory, with their ETags. */
   answers: ResponseCache;
-  /** Bytes of serialised messages kept for the list (default DEFAULT_JSON_CACHE_BYTES). */
+  /** Bytes of serialised messages kept for the list (default DEFAULT_ROW_CACHE_BYTES, the setting ROW_CACHE_BYTES). */
   jsonCacheBytes?: number;
 }
-
-// Some 60,000 typical messages: far more than a day's list, well inside the memory budget.
-export const DEFAULT_JSON_CACHE_BYTES = 16 * 1024 * 1024;
 
 const MESSAGE_NOT_FOUND = 'message not found';
 const ROOM_NOT_FOUND = 'room not found';
@@ -133,7 +131,7 @@ export function messagesRouter({
   events,
   previewer,
   answers,
-  jsonCacheBytes = DEFAULT_JSON_CACHE_BYTES,
+  jsonCacheBytes = DEFAULT_ROW_CACHE_BYTES,
 }: RouteDeps): Router {
   const router = Router();
   const cache: RowJsonCache = createRowJsonCache(jsonCacheBytes);

@@ -1,9 +1,13 @@
 // The users service's settings beyond the platform's own.
-import { answerCacheConfig } from '@microflack/common';
+import { answerCacheConfig, rowCacheConfig } from '@microflack/common';
 import { z } from 'zod';
+
+/** Bytes of users' JSON kept by default (the list cache, ARCHITECTURE.md "List caches"): some 20,000 users. */
+export const DEFAULT_ROW_CACHE_BYTES = 4 * 1024 * 1024;
 
 export const usersConfig = {
   ...answerCacheConfig,
+  ...rowCacheConfig(DEFAULT_ROW_CACHE_BYTES),
   // A user not seen for this long is marked offline by the sweep (60 s in the original).
   ONLINE_TIMEOUT_SECONDS: z.coerce.number().int().min(1).max(86400).default(60),
   SWEEP_INTERVAL_MS: z.coerce.number().int().min(100).max(600000).default(5000),

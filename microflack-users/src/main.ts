@@ -45,6 +45,7 @@ const throttle = createLoginThrottle({
 });
 const app = createApp({
   db,
+  jsonCacheBytes: config.ROW_CACHE_BYTES,
   auth: platform.auth,
   events: platform.events,
   health: platform.health,

@@ -42,6 +42,7 @@ import {
   type UserRow,
 } from './users.js';
 import { createRowJsonCache, joinJson } from '@microflack/common';
+import { DEFAULT_ROW_CACHE_BYTES } from './config.js';
 
 const log = logger.child({ module: 'users' });
 
@@ -72,7 +73,7 @@ export interface RoutesDeps {
   events: Events;
   passwords: Passwords;
   throttle: LoginThrottle;
-  /** Bytes of serialised users kept for the list (default DEFAULT_JSON_CACHE_BYTES). */
+  /** Bytes of serialised users kept for the list (default DEFAULT_ROW_CACHE_BYTES, the setting ROW_CACHE_BYTES). */
   jsonCacheBytes?: number;
   /** Whole answers kept in memory, with their ETags. */
   answers: ResponseCache;
@@ -80,9 +81,6 @@ export interface RoutesDeps {
 
 // Users are public: the list and each user answer the same whoever asks.
 const everyone = () => 'everyone';
-
-// Some 20,000 users' JSON.
-export const DEFAULT_JSON_CACHE_BYTES = 4 * 1024 * 1024;
 
 const USER_NOT_FOUND = 'user not found';
 
@@ -96,7 +94,7 @@ declare module 'express-serve-static-core' {
 export function usersRouter(deps: RoutesDeps): Router {
   const { db, auth, events, passwords, throttle } = deps;
   const router = Router();
-  const cache = createRowJsonCache(deps.jsonCacheBytes ?? DEFAULT_JSON_CACHE_BYTES);
+  const cache = createRowJsonCache(deps.jsonCacheBytes ?? DEFAULT_ROW_CACHE_BYTES);
 
   /** Each listed user's JSON: kept if its version is, else read (at its current version). */
   async function serialised(keys: UserKey[]): Promise<Buffer[]> {
