@@ -54,11 +54,14 @@ export function createRedis(value: string, options: RedisOptions = {}): Redis {
     ...target,
     ...('sentinels' in target
       ? {
-          // A Sentinel cut off from us must not hold up finding the primary; and when the
-          // Sentinels announce a new primary (+switch-master), drop the old one at once: a
-          // primary behind a partition would otherwise keep the connection open and silent.
+          // A Sentinel cut off from us must not hold up finding the primary.
           sentinelCommandTimeout: 1000,
-          failoverDetector: true,
+          // Not ioredis's failover detector: its +switch-master subscriptions outlive a lost
+          // connection, and one arriving while the client is asking the Sentinels for the primary
+          // makes ioredis end the client for good (status 'end', no more reconnecting): a gateway
+          // then never hears another event (cluster test, a host crashed). Clients follow a new
+          // primary through watchPrimary's check instead, within a second or two.
+          failoverDetector: false,
           sentinelRetryStrategy: () => delays.next(),
         }
       : {}),
@@ -78,12 +81,22 @@ export function createRedis(value: string, options: RedisOptions = {}): Redis {
     if (!down) log.warn({ err: err.message }, 'redis unreachable');
     down = true;
   });
+  redis.on('end', () => log.info('redis client closed'));
   redis.on('ready', () => {
-    if (down) log.info('redis back');
+    // Which server: after a failover, what tells a client on the wrong server from one on the
+    // primary. (ioredis has checked that it calls itself the primary.)
+    log.info({ server: connectedServer(redis) }, down ? 'redis back' : 'redis connected');
     down = false;
   });
   if ('sentinels' in target) watchPrimary(redis, target);
   return redis;
+}
+
+/** `ip:port` of the server a client is connected to, if it is. */
+function connectedServer(redis: Redis): string | undefined {
+  const stream = (redis as unknown as { stream?: { remoteAddress?: string; remotePort?: number } })
+    .stream;
+  return stream?.remoteAddress ? `${stream.remoteAddress}:${stream.remotePort}` : undefined;
 }
 
 /** How often a client behind Sentinels checks that its server is still the primary. */
@@ -158,16 +171,21 @@ function sentinelAsker(target: SentinelTarget) {
 function watchPrimary(redis: Redis, target: SentinelTarget): void {
   const asker = sentinelAsker(target);
   let checking = false;
+  let unanswered = false;
   const timer = setInterval(() => {
-    const stream = (
-      redis as unknown as { stream?: { remoteAddress?: string; remotePort?: number } }
-    ).stream;
-    if (checking || redis.status !== 'ready' || !stream?.remoteAddress) return;
+    const connected = connectedServer(redis);
+    if (checking || redis.status !== 'ready' || !connected) return;
     checking = true;
-    const connected = `${stream.remoteAddress}:${stream.remotePort}`;
     asker
       .ask()
       .then((primary) => {
+        // Said once each way: while no majority of the Sentinels names a primary, nothing is checked.
+        if (!primary !== unanswered) {
+          unanswered = !primary;
+          if (unanswered) log.warn({ connected }, 'no majority of the Sentinels names a primary');
+          else
+            log.info({ connected, primary }, 'a majority of the Sentinels names a primary again');
+        }
         if (primary && primary !== connected && redis.status === 'ready') {
           log.warn({ connected, primary }, 'redis server is not the primary: reconnecting');
           redis.disconnect(true);

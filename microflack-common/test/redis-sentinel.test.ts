@@ -97,7 +97,7 @@ describe('REDIS through Sentinels', () => {
     assert.equal(await getOn(primary.port, 'before'), '1');
 
     // A failover while the old primary stays up: nothing closes the clients' connections to it
-    // but the Sentinel's announcement.
+    // but the Sentinel's clean-up of the demoted server and the clients' own check.
     const s = new Redis({ port: sentinel.port, host: '127.0.0.1' });
     clients.push(s);
     await waitFor('a replica the Sentinel would promote', () => replicaReady(sentinel.port), 15000);
@@ -137,8 +137,9 @@ describe('REDIS through Sentinels', () => {
   });
 
   it('moves clients off a server that stops being the primary even unannounced (a subscriber too)', async () => {
-    // No failover detector: only the clients' own check can notice, as for an old primary that
-    // comes back and is made a replica while clients are connected to it.
+    // Only the clients' own check can notice (the default; ioredis's failover detector is off, since
+    // it could end a reconnecting client for good), as for an old primary that comes back and is
+    // made a replica while clients are connected to it.
     const s = new Redis({ port: sentinel.port, host: '127.0.0.1' });
     clients.push(s);
     const primaryNow = async () =>
