@@ -131,10 +131,14 @@ class Listener {
   /** Called with each event frame (`42[...]`) after the connection. */
   onEvent: (frame: Buffer) => void = () => undefined;
 
-  constructor(lb: string) {
+  constructor(lb: string, localAddress?: string) {
     const url = new URL('/socket.io/?EIO=4&transport=websocket', lb);
     url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
-    this.ws = new WebSocket(url, { perMessageDeflate: false, handshakeTimeout: 10000 });
+    this.ws = new WebSocket(url, {
+      perMessageDeflate: false,
+      handshakeTimeout: 10000,
+      localAddress,
+    });
     this.connected = new Promise<void>((resolve, reject) => {
       const fail = (why: string) => {
         reject(new Error(why));
@@ -158,6 +162,20 @@ class Listener {
   close(): void {
     this.ws.terminate();
   }
+}
+
+/** Source addresses the clients of a loopback LB spread over (all of 127/8 is this host). */
+const LOOPBACK_SOURCES = 64;
+
+/**
+ * The address client `i` connects from: spread over 127.0.0.2-65 when the LB is on loopback, as
+ * clients from many hosts would be (HAProxy places Socket.IO clients by their source address, so
+ * from one address every client would reach the same socketio instance); the default otherwise.
+ */
+function sourceAddress(lb: string, i: number): string | undefined {
+  const host = new URL(lb).hostname;
+  if (!/^127\./.test(host) && host !== 'localhost') return undefined;
+  return `127.0.0.${2 + (i % LOOPBACK_SOURCES)}`;
 }
 
 /**
@@ -188,7 +206,7 @@ export async function measureFanout(
     });
     for (let i = 0; i < clients; i += CONNECT_BATCH) {
       const batch = Array.from({ length: Math.min(CONNECT_BATCH, clients - i) }, () => {
-        const l = new Listener(lb);
+        const l = new Listener(lb, sourceAddress(lb, listeners.length));
         listeners.push(l);
         const n = listeners.length;
         return l.connected.catch((err: Error) => {
