@@ -254,8 +254,15 @@ export async function measureFanout(
           };
         }
       });
-      sender.emit(EVENTS.postMessage, { source }, token);
-      await allReceived;
+      // The gateway's acknowledgement: a post it could not make says why, rather than every
+      // client missing the event.
+      const posted = new Promise<never>((_resolve, reject) => {
+        sender?.emit(EVENTS.postMessage, { source }, token, (ack: { error?: string }) => {
+          if (ack?.error) reject(new Error(`post_message refused: ${JSON.stringify(ack)}`));
+        });
+      });
+      posted.catch(() => undefined);
+      await Promise.race([allReceived, posted]);
       delays.push(performance.now() - t0);
       firsts.push(first ?? 0);
     }

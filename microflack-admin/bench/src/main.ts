@@ -322,7 +322,7 @@ async function measureSignIn(run: Run): Promise<void> {
 }
 
 /** A fan-out row: measured at `clients`; `asked` and `limitedBy` when fewer than asked fit. */
-type FanoutRow = Fanout & { asked?: number; limitedBy?: string; gateways?: number };
+type FanoutRow = Fanout & { asked?: number; limitedBy?: string };
 
 interface Live {
   revocation?: Spread;
@@ -365,7 +365,7 @@ async function measureLivePaths(run: Run): Promise<Live> {
   }
   if (runs('fanout')) {
     const fanout: FanoutRow[] = [];
-    const measure = async (asked: number, gateways: number) => {
+    const measure = async (asked: number) => {
       await waitSettled(api);
       const room = await fanoutRoom(platform);
       let clients = asked;
@@ -375,9 +375,7 @@ async function measureLivePaths(run: Run): Promise<Live> {
         if (clients < 1) throw new Error(`no fan-out client fits: ${room.reason}`);
         console.log(`    ${asked} clients do not fit: ${room.reason}; measuring ${clients}`);
       }
-      step(
-        `live paths: post_message to updated_model at ${clients} clients, ${gateways} socketio instance${gateways > 1 ? 's' : ''}`,
-      );
+      step(`live paths: post_message to updated_model at ${clients} clients`);
       const row: FanoutRow = await measureFanout(
         platform.lb,
         seeded.token,
@@ -392,22 +390,9 @@ async function measureLivePaths(run: Run): Promise<Live> {
             .join(', '),
       );
       if (clients !== asked) Object.assign(row, { asked, limitedBy: room?.reason });
-      if (gateways > 1) row.gateways = gateways;
       fanout.push(row);
     };
-    for (const asked of fanoutClients) await measure(asked, 1);
-    // A platform with thousands of sockets runs more than one gateway: the largest fan-out again
-    // with a second socketio instance (each then writes to half the sockets, on the other core),
-    // on a platform this run brought up; the extra instance is stopped after.
-    const largest = Math.max(...fanoutClients);
-    if (platform.home && largest >= 1000) {
-      const [added] = (await platform.mf('mfrun', 'socketio', '--count', '1')).trim().split(/\s+/);
-      try {
-        await measure(largest, 2);
-      } finally {
-        if (added) await platform.mf('mfkill', added);
-      }
-    }
+    for (const asked of fanoutClients) await measure(asked);
     live.fanout = fanout;
   }
   return live;
@@ -566,8 +551,7 @@ function report(results: Record<string, unknown>): void {
   }
   for (const f of live.fanout ?? []) {
     const asked = f.asked ? ` (${f.asked} asked: ${f.limitedBy})` : '';
-    const gateways = f.gateways ? `, ${f.gateways} socketio instances` : '';
-    liveRow(`fanout to ${f.clients} clients${asked}${gateways}, one Node process receiving all`, f);
+    liveRow(`fanout to ${f.clients} clients${asked}, one Node process receiving all`, f);
   }
   // Where a large fan-out's time goes: every process involved shares the machine's cores.
   for (const f of (live.fanout ?? []).filter((x) => x.clients >= 1000)) {
@@ -575,7 +559,7 @@ function report(results: Record<string, unknown>): void {
       .map(([k, v]) => `${k.replace(/-[0-9a-f]+$/, '')} ${v}`)
       .join(', ');
     liveNotes.push(
-      `Fan-out to ${f.clients}${f.gateways ? ` with ${f.gateways} socketio instances` : ''}: first client p50 ${f.first.p50Ms} ms, last p50 ${f.p50Ms} ms; CPU ms a post: ${cpu}.`,
+      `Fan-out to ${f.clients}: first client p50 ${f.first.p50Ms} ms, last p50 ${f.p50Ms} ms; CPU ms a post: ${cpu}.`,
     );
   }
   const growthLines = growthTable((results.growth as GrowthRow[] | undefined) ?? []);
