@@ -157,7 +157,11 @@ describe('MicroFlack on three hosts', { timeout: 20 * 60 * 1000 }, () => {
   let down = false;
 
   before(async () => {
-    const up = await run(['up', '--hosts', '3', '--no-install'], 600000);
+    // A cluster that does not come up keeps its hosts' logs (down --purge deletes them after).
+    const up = await run(['up', '--hosts', '3', '--no-install'], 600000).catch((err: Error) => {
+      keepLogs(true);
+      throw err;
+    });
     const lines = up.out.trim().split('\n');
     url = lines[lines.length - 1]!;
     assert.match(url, new RegExp(`^http://${net.replace(/\./g, '\\.')}\\.100:8080/$`));
