@@ -365,7 +365,7 @@ async function measureLivePaths(run: Run): Promise<Live> {
   }
   if (runs('fanout')) {
     const fanout: FanoutRow[] = [];
-    const measure = async (asked: number) => {
+    for (const asked of fanoutClients) {
       await waitSettled(api);
       const room = await fanoutRoom(platform);
       let clients = asked;
@@ -391,8 +391,7 @@ async function measureLivePaths(run: Run): Promise<Live> {
       );
       if (clients !== asked) Object.assign(row, { asked, limitedBy: room?.reason });
       fanout.push(row);
-    };
-    for (const asked of fanoutClients) await measure(asked);
+    }
     live.fanout = fanout;
   }
   return live;

@@ -53,7 +53,6 @@ interface ClusterStatus {
   hosts: HostStatus[];
 }
 
-/** With MF_KEEP_TMP=1, the hosts' logs are copied out before the cluster is deleted. */
 /** The hosts' logs, copied out of the home that `down --purge` deletes: with MF_KEEP_TMP=1, or
  * when `always` (a check failed: the logs are the only trace of why). */
 function keepLogs(always = false): void {
