@@ -212,7 +212,10 @@ export function createEvents(redisHostPort: string | undefined): Events {
       close: async () => {},
     };
   }
-  const redis = createRedis(redisHostPort);
+  // Auto-pipelining: the PUBLISHes made in one turn of the event loop (a burst of posts answered
+  // together) leave in one socket write instead of one each; a write to Redis on loopback costs
+  // about as much CPU as building the event (POST /api/messages profile, docs/ARCHITECTURE.md).
+  const redis = createRedis(redisHostPort, { enableAutoPipelining: true });
   // The emitter publishes fire-and-forget; this wrapper is where failures are seen and counted.
   const publisher = {
     publish(channel: string, message: string | Buffer) {

@@ -1,5 +1,11 @@
 // The messages table: queries and the JSON a message is answered with.
-import { isMysql, roomSocketRoom, type Knex, type Message } from '@microflack/common';
+import {
+  isDbUnavailable,
+  isMysql,
+  roomSocketRoom,
+  type Knex,
+  type Message,
+} from '@microflack/common';
 import { GENERAL_ROOM_ID, nicknameKey, type Reaction } from '@microflack/common/api';
 
 export interface MessageRow {
@@ -220,7 +226,9 @@ export async function insertMessage(
   const keys = mentionKeys(m.source);
   const id =
     keys.length === 0
-      ? Number((await db('messages').insert(row))[0])
+      ? isMysql(db)
+        ? await insertGrouped(db, row)
+        : await insertOne(db, row)
       : await db.transaction(async (trx) => {
           const [inserted] = await trx('messages').insert(row);
           await trx('mentions').insert(mentionRows(keys, Number(inserted), m.room_id));
@@ -237,6 +245,87 @@ export async function insertMessage(
     deleted: false,
     reactions: null,
   };
+}
+
+type InsertRow = Omit<MessageRow, 'id' | 'deleted' | 'reactions'> & { preview_pending: boolean };
+
+const INSERT_COLUMNS = [
+  'source',
+  'html',
+  'user_id',
+  'room_id',
+  'preview_pending',
+  'created_at',
+  'updated_at',
+] as const satisfies ReadonlyArray<keyof InsertRow>;
+
+/** Rows in one grouped INSERT at most (a burst beyond it goes out as several). */
+export const MAX_GROUPED_INSERT_ROWS = 200;
+
+interface Waiting {
+  row: InsertRow;
+  resolve(id: number): void;
+  reject(err: unknown): void;
+}
+
+/** Per database: the rows waiting for the end of this turn of the event loop. */
+const waiting = new WeakMap<Knex, Waiting[]>();
+
+/**
+ * Group insert (MariaDB): the plain inserts (no mentions) made in one turn of the event loop go to
+ * the database as one multi-row `INSERT ... RETURNING id`, so that a burst of posts costs one round
+ * trip, one socket write each way and one commit instead of one per post. Each caller still gets
+ * its own id, and its 201 only after the commit that holds its row. A statement the database refuses
+ * wrote nothing (a statement is atomic): its rows are then written one by one, so that a row the
+ * database refuses fails its own post only. A database that is unreachable fails the whole group
+ * (503 to each): the statement may have committed before the connection was lost, and writing the
+ * rows again could store them twice.
+ * RETURNING gives the ids in the rows' order, whatever the auto-increment settings (Galera
+ * interleaves them across nodes).
+ */
+function insertGrouped(db: Knex, row: InsertRow): Promise<number> {
+  return new Promise((resolve, reject) => {
+    let group = waiting.get(db);
+    if (!group) {
+      const g: Waiting[] = [];
+      group = g;
+      waiting.set(db, g);
+      setImmediate(() => void sendGroup(db, g));
+    }
+    group.push({ row, resolve, reject });
+    if (group.length >= MAX_GROUPED_INSERT_ROWS) void sendGroup(db, group);
+  });
+}
+
+async function sendGroup(db: Knex, group: Waiting[]): Promise<void> {
+  if (waiting.get(db) !== group) return; // already sent (full)
+  waiting.delete(db);
+  const values = `(${INSERT_COLUMNS.map(() => '?').join(',')})`;
+  const sql =
+    `insert into \`messages\` (${INSERT_COLUMNS.map((c) => `\`${c}\``).join(',')}) ` +
+    `values ${group.map(() => values).join(',')} returning \`id\``;
+  try {
+    const [rows] = (await db.raw(
+      sql,
+      group.flatMap((w) => INSERT_COLUMNS.map((c) => w.row[c])),
+    )) as [Array<{ id: number | string }>];
+    if (rows.length !== group.length) {
+      throw new Error(`grouped insert returned ${rows.length} ids for ${group.length} rows`);
+    }
+    group.forEach((w, i) => w.resolve(Number((rows[i] as { id: number | string }).id)));
+  } catch (err) {
+    if (group.length === 1 || isDbUnavailable(err)) {
+      for (const w of group) w.reject(err);
+      return;
+    }
+    // Refused by the database (nothing of the statement was written): one row must not fail the
+    // others' posts, so each is written on its own, and only a row refused alone fails.
+    for (const w of group) insertOne(db, w.row).then(w.resolve, w.reject);
+  }
+}
+
+async function insertOne(db: Knex, row: InsertRow): Promise<number> {
+  return Number((await db('messages').insert(row))[0]);
 }
 
 // `@nickname`, not inside a word or an address (a@b.c): what counts as a mention of that user.
