@@ -101,7 +101,7 @@ export interface Fanout extends Spread {
 }
 
 /** CPU time (user + system) of a process so far, in ms; undefined if it is gone. */
-function cpuMs(pid: number): number | undefined {
+export function cpuMs(pid: number): number | undefined {
   try {
     // utime and stime, fields 14 and 15, in clock ticks (100 a second on Linux); the name (field 2)
     // may hold spaces, so counted from after its closing parenthesis.

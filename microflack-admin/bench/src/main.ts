@@ -5,10 +5,11 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import mysql from 'mysql2/promise';
-import { bcryptCeiling, startTrivialServer } from './ceilings.js';
+import { bcryptCeiling, startTrivialServer, type TrivialServer } from './ceilings.js';
 import { CALLERS, growthTable, measureGrowth, type GrowthRow } from './growth.js';
 import { measureBrowserLive, type BrowserLive } from './browser-live.js';
 import {
+  cpuMs,
   measureFanout,
   measureRegistration,
   measureRevocation,
@@ -95,6 +96,46 @@ interface Row extends LoadResult {
   concurrency: number;
   ceilingRps?: number;
   ratio?: number;
+  /** CPU ms a request cost each part of the platform (instances summed by service) and this process. */
+  cpuMsPerRequest?: Record<string, number>;
+}
+
+/**
+ * Runs `load` and counts the CPU every process of the platform and this one (the load generator,
+ * and the trivial server of a ceiling) spent on it, per request: where a path's time goes when
+ * everything shares the machine's cores. Undefined without the platform's pids.
+ */
+async function withCpu(
+  platform: Platform,
+  load: () => Promise<LoadResult>,
+): Promise<LoadResult & { cpuMsPerRequest?: Record<string, number> }> {
+  const pids = await platform.programPids();
+  const haproxy = Number((await platform.lbInfo())?.Pid);
+  if (haproxy) pids.set('haproxy', haproxy);
+  const before = [...pids].map(([name, pid]) => [name, pid, cpuMs(pid)] as const);
+  const self = process.cpuUsage();
+  const r = await load();
+  if (pids.size === 0 || r.requests === 0) return r;
+  const spent: Record<string, number> = {};
+  for (const [name, pid, was] of before) {
+    const now = cpuMs(pid);
+    if (was === undefined || now === undefined) continue;
+    // Instances by service; the lb program is the configurator (HAProxy is counted on its own).
+    const part = name.replace(/-[0-9a-f]+$/, '');
+    spent[part] = (spent[part] ?? 0) + now - was;
+  }
+  const used = process.cpuUsage(self);
+  spent.bench = (used.user + used.system) / 1000;
+  const perRequest: Record<string, number> = {};
+  let other = 0;
+  for (const [part, ms] of Object.entries(spent).sort((a, b) => b[1] - a[1])) {
+    const each = ms / r.requests;
+    // The parts that take no part in the path (a heartbeat, a registration) together.
+    if (each < 0.005) other += each;
+    else perRequest[part] = Math.round(each * 1000) / 1000;
+  }
+  if (other >= 0.001) perRequest.other = Math.round(other * 1000) / 1000;
+  return { ...r, cpuMsPerRequest: perRequest };
 }
 
 const step = (s: string) => console.log(`==> ${s}`);
@@ -191,7 +232,7 @@ async function loadPath(
   run: Run,
   label: string,
   spec: LoadSpec,
-  opts: { minSeconds?: number; ceiling?: boolean; notModified?: boolean } = {},
+  opts: { minSeconds?: number; ceiling?: boolean; notModified?: boolean; cpu?: boolean } = {},
 ): Promise<void> {
   const { platform, api, rows } = run;
   const duration = Math.max(seconds, opts.minSeconds ?? 0);
@@ -200,7 +241,9 @@ async function loadPath(
   for (const c of concurrencies) {
     await waitSettled(api);
     step(`${label} at concurrency ${c} for ${duration} s`);
-    const r = await runLoad({ ...spec, connections: c, durationSeconds: duration });
+    const measure = (load: () => Promise<LoadResult>) =>
+      opts.cpu ? withCpu(platform, load) : load();
+    const r = await measure(() => runLoad({ ...spec, connections: c, durationSeconds: duration }));
     const row: Row = { path: label, concurrency: c, ...r };
     rows.push(row);
     if (!opts.ceiling || !platform.etcd) continue;
@@ -212,12 +255,14 @@ async function loadPath(
     }
     const what = opts.notModified ? '304' : `${bytes}-byte`;
     step(`ceiling for ${label}: ${what} trivial server at concurrency ${c}`);
-    const ceiling = await runLoad({
-      url: platform.lb + trivial.path,
-      connections: c,
-      durationSeconds: duration,
-      okStatus: opts.notModified ? 304 : undefined,
-    });
+    const ceiling = await measure(() =>
+      runLoad({
+        url: platform.lb + (trivial as TrivialServer).path,
+        connections: c,
+        durationSeconds: duration,
+        okStatus: opts.notModified ? 304 : undefined,
+      }),
+    );
     row.ceilingRps = ceiling.rps;
     row.ratio = Math.round((row.rps / ceiling.rps) * 1000) / 1000;
     rows.push({ path: `ceiling ${what} (${label})`, concurrency: c, ...ceiling });
@@ -244,7 +289,7 @@ async function measureHttpPaths(run: Run): Promise<void> {
       headers: run.bearer,
       body: JSON.stringify({ source: 'load *test* message' }),
     },
-    { ceiling: true },
+    { ceiling: true, cpu: true },
   );
   // The same list, asked again with the ETag it has: 304, no body.
   const current = await run.api.fetch('/api/messages');
@@ -561,6 +606,17 @@ function report(results: Record<string, unknown>): void {
       `Fan-out to ${f.clients}: first client p50 ${f.first.p50Ms} ms, last p50 ${f.p50Ms} ms; CPU ms a post: ${cpu}.`,
     );
   }
+  // Where a write's time goes, and what the machine's cores allow at that cost.
+  const cores = (results.machine as ReturnType<typeof machine>).cores;
+  const httpNotes: string[] = [];
+  for (const r of rows.filter((x) => x.cpuMsPerRequest)) {
+    const parts = Object.entries(r.cpuMsPerRequest ?? {});
+    const sum = parts.reduce((n, [, v]) => n + v, 0);
+    httpNotes.push(
+      `${r.path} at ${r.concurrency}: CPU ms a request: ${parts.map(([k, v]) => `${k} ${v}`).join(', ')}; ` +
+        `sum ${sum.toFixed(3)}, so at most ${Math.round((cores * 1000) / sum)} req/s on ${cores} cores (measured ${fmt(r.rps)}).`,
+    );
+  }
   const growthLines = growthTable((results.growth as GrowthRow[] | undefined) ?? []);
   const memory = results.memory as Record<string, Memory>;
   const memLines = [
@@ -587,6 +643,7 @@ function report(results: Record<string, unknown>): void {
     ...(only ? [`Only: ${only.join(', ')}.`] : []),
     '',
     ...(rows.length > 0 ? [...lines, ''] : []),
+    ...(httpNotes.length > 0 ? [...httpNotes, ''] : []),
     ...liveLines,
     '',
     ...(liveNotes.length > 0 ? [...liveNotes, ''] : []),

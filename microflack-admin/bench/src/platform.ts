@@ -20,6 +20,8 @@ export interface Platform {
   databaseUrl(service: 'users' | 'messages'): string | undefined;
   /** pid of every service instance, by instance name (mfup platforms only). */
   instancePids(): Promise<Map<string, number>>;
+  /** pid of every running program (instances, mariadb, redis, etcd, lb), by name (mfup platforms only). */
+  programPids(): Promise<Map<string, number>>;
   mf(script: string, ...args: string[]): Promise<string>;
   /** HAProxy's `show info` (Maxconn, CurrConns, Ulimit-n...), when its stats socket is readable. */
   lbInfo(): Promise<Record<string, string> | undefined>;
@@ -75,20 +77,24 @@ function fromHome(home: string, env: NodeJS.ProcessEnv, owned: boolean): Platfor
         ? `mysql://mf_${service}:${pw}@127.0.0.1:${state.MF_MARIADB_PORT}/${service}`
         : undefined;
     },
-    async instancePids() {
+    async programPids() {
       const conf = path.join(home, 'supervisor', 'supervisord.conf');
       const { stdout } = await run('supervisorctl', ['-c', conf, 'status'], {
         timeout: 10000,
       }).catch((e) => e);
       const pids = new Map<string, number>();
       for (const line of String(stdout ?? '').split('\n')) {
-        const m =
-          /^(?:\S+:)?((?:users|tokens|messages|socketio|ui)-[0-9a-f]+)\s+RUNNING\s+pid (\d+)/.exec(
-            line,
-          );
+        const m = /^(?:\S+:)?(\S+)\s+RUNNING\s+pid (\d+)/.exec(line);
         if (m) pids.set(m[1] as string, Number(m[2]));
       }
       return pids;
+    },
+    async instancePids() {
+      return new Map(
+        [...(await this.programPids())].filter(([name]) =>
+          /^(?:users|tokens|messages|socketio|ui)-[0-9a-f]+$/.test(name),
+        ),
+      );
     },
     mf,
     lbInfo: () => haproxyInfo(path.join(home, 'lb', 'haproxy.sock')),
