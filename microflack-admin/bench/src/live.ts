@@ -180,8 +180,9 @@ function sourceAddress(lb: string, i: number): string | undefined {
 
 /**
  * post_message from one client to updated_model received by all `clients`, over `posts` posts.
- * The sender is a socket.io-client; the receivers are `Listener`s through the LB, all in this one
- * Node process: what is measured includes this process reading all the events, one after the
+ * The sender is a socket.io-client through the LB; the receivers are `Listener`s through the LB,
+ * or spread over `direct` (the gateways' own addresses, `http://host:port`) when given, all in this
+ * one Node process: what is measured includes this process reading all the events, one after the
  * other on its one thread.
  */
 export async function measureFanout(
@@ -190,6 +191,7 @@ export async function measureFanout(
   clients: number,
   posts: number,
   cpuOf: Map<string, number> = new Map(),
+  direct: string[] = [],
 ): Promise<Fanout> {
   const listeners: Listener[] = [];
   let sender: Socket | undefined;
@@ -206,7 +208,11 @@ export async function measureFanout(
     });
     for (let i = 0; i < clients; i += CONNECT_BATCH) {
       const batch = Array.from({ length: Math.min(CONNECT_BATCH, clients - i) }, () => {
-        const l = new Listener(lb, sourceAddress(lb, listeners.length));
+        const i = listeners.length;
+        const l =
+          direct.length > 0
+            ? new Listener(direct[i % direct.length] as string)
+            : new Listener(lb, sourceAddress(lb, i));
         listeners.push(l);
         const n = listeners.length;
         return l.connected.catch((err: Error) => {

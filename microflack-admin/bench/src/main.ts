@@ -5,6 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import mysql from 'mysql2/promise';
+import { createEtcd, serviceKeysPrefix } from '@microflack/common';
 import { bcryptCeiling, startTrivialServer, type TrivialServer } from './ceilings.js';
 import { CALLERS, growthTable, measureGrowth, type GrowthRow } from './growth.js';
 import { measureBrowserLive, type BrowserLive } from './browser-live.js';
@@ -367,7 +368,7 @@ async function measureSignIn(run: Run): Promise<void> {
 }
 
 /** A fan-out row: measured at `clients`; `asked` and `limitedBy` when fewer than asked fit. */
-type FanoutRow = Fanout & { asked?: number; limitedBy?: string };
+type FanoutRow = Fanout & { asked?: number; limitedBy?: string; direct?: boolean };
 
 interface Live {
   revocation?: Spread;
@@ -436,6 +437,31 @@ async function measureLivePaths(run: Run): Promise<Live> {
       );
       if (clients !== asked) Object.assign(row, { asked, limitedBy: room?.reason });
       fanout.push(row);
+      // HAProxy's descriptors cap the clients through the LB below what was asked: the gateways'
+      // own fan-out at the full count, the clients connected to them straight (no LB between).
+      const gateways = clients !== asked && room?.lb ? await gatewayUrls(platform) : [];
+      const roomDirect = gateways.length > 0 ? await fanoutRoom(platform, false) : undefined;
+      if (gateways.length > 0 && (!roomDirect || roomDirect.max >= asked)) {
+        await waitSettled(api);
+        step(
+          `live paths: post_message to updated_model at ${asked} clients, straight to the gateways`,
+        );
+        const straight: FanoutRow = await measureFanout(
+          platform.lb,
+          seeded.token,
+          asked,
+          smoke ? 5 : 30,
+          await cpuPids(platform),
+          gateways,
+        );
+        console.log(
+          `    first client p50 ${straight.first.p50Ms} ms, last p50 ${straight.p50Ms} ms; CPU ms a post: ` +
+            Object.entries(straight.cpuMsPerPost)
+              .map(([k, v]) => `${k} ${v}`)
+              .join(', '),
+        );
+        fanout.push({ ...straight, direct: true });
+      }
     }
     live.fanout = fanout;
   }
@@ -461,15 +487,17 @@ async function cpuPids(platform: Platform): Promise<Map<string, number>> {
  */
 async function fanoutRoom(
   platform: Platform,
-): Promise<{ max: number; reason: string } | undefined> {
-  const limits: Array<{ max: number; reason: string }> = [];
+  throughLb = true,
+): Promise<{ max: number; reason: string; lb?: boolean } | undefined> {
+  const limits: Array<{ max: number; reason: string; lb?: boolean }> = [];
   const info = await platform.lbInfo();
-  if (info?.Maxconn) {
+  if (throughLb && info?.Maxconn) {
     const maxconn = Number(info.Maxconn);
     limits.push({
       // A few connections of this process's own (its REST calls) besides the clients.
       max: maxconn - Number(info.CurrConns ?? 0) - 20,
       reason: `HAProxy's maxconn is ${maxconn}, from its open-files limit ${info['Ulimit-n']}`,
+      lb: true,
     });
   }
   const self = openFiles('self');
@@ -492,6 +520,22 @@ async function fanoutRoom(
     });
   }
   return limits.sort((a, b) => a.max - b.max)[0];
+}
+
+/** Each socketio instance's own address (its upstream key in etcd), as an http:// URL. */
+async function gatewayUrls(platform: Platform): Promise<string[]> {
+  if (!platform.etcd) return [];
+  const etcd = createEtcd([platform.etcd]);
+  try {
+    const all = await etcd
+      .getAll()
+      .prefix(`${serviceKeysPrefix('socketio')}upstream/`)
+      .strings();
+    // `host:port[ weight N]`
+    return Object.values(all).map((v) => `http://${v.split(' ')[0]}`);
+  } finally {
+    etcd.close();
+  }
 }
 
 /** GET /api/messages?updated_since as the messages table grows (with MariaDB only). */
@@ -595,7 +639,8 @@ function report(results: Record<string, unknown>): void {
   }
   for (const f of live.fanout ?? []) {
     const asked = f.asked ? ` (${f.asked} asked: ${f.limitedBy})` : '';
-    liveRow(`fanout to ${f.clients} clients${asked}, one Node process receiving all`, f);
+    const how = f.direct ? ' straight to the gateways (no LB)' : '';
+    liveRow(`fanout to ${f.clients} clients${how}${asked}, one Node process receiving all`, f);
   }
   // Where a large fan-out's time goes: every process involved shares the machine's cores.
   for (const f of (live.fanout ?? []).filter((x) => x.clients >= 1000)) {
@@ -603,7 +648,7 @@ function report(results: Record<string, unknown>): void {
       .map(([k, v]) => `${k.replace(/-[0-9a-f]+$/, '')} ${v}`)
       .join(', ');
     liveNotes.push(
-      `Fan-out to ${f.clients}: first client p50 ${f.first.p50Ms} ms, last p50 ${f.p50Ms} ms; CPU ms a post: ${cpu}.`,
+      `Fan-out to ${f.clients}${f.direct ? ' straight to the gateways' : ''}: first client p50 ${f.first.p50Ms} ms, last p50 ${f.p50Ms} ms; CPU ms a post: ${cpu}.`,
     );
   }
   // Where a write's time goes, and what the machine's cores allow at that cost.
