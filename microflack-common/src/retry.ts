@@ -91,3 +91,15 @@ export function retryDelays(policy: BackoffPolicy): RetryDelays {
     },
   };
 }
+
+/** `p`, or a rejection ("timed out after N ms") once `ms` have passed; the timer never holds the process. */
+export function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([
+    p,
+    new Promise<T>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms`)), ms);
+      timer.unref();
+    }),
+  ]).finally(() => clearTimeout(timer));
+}

@@ -11,6 +11,7 @@ import { isDbUnavailable } from './db.js';
 import { logger, setLogIdentity, setLogLevel } from './log.js';
 import { metricsHandler, observeRequest, routeOf } from './metrics.js';
 import { register, type RegisteredInstance } from './registry.js';
+import { withTimeout } from './retry.js';
 import {
   logLevel,
   watchLiveSettings,
@@ -54,15 +55,6 @@ export interface ServiceState {
 export const INSTANCE_HEADER = 'X-MicroFlack-Instance';
 
 const states = new WeakMap<Express, ServiceState>();
-
-function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
-  return Promise.race([
-    p,
-    new Promise<T>((_, reject) =>
-      setTimeout(() => reject(new Error(`timed out after ${ms} ms`)), ms).unref(),
-    ),
-  ]);
-}
 
 const requestLog = logger.child({ module: 'http' });
 

@@ -31,6 +31,7 @@ import {
   type PostMessageData,
   type ServerToClientEvents,
   unverifiedUserId,
+  withTimeout,
 } from '@microflack/common';
 
 const log = logger.child({ module: 'gateway' });
@@ -352,4 +353,17 @@ export function createSocketServer({
     });
   });
   return io;
+}
+
+/** How long an instance waits at start for its Redis subscription before registering anyway. */
+export const SUBSCRIBE_WAIT_MS = 5000;
+
+/** Whether the subscriptions `sub` was asked for are in place, within `timeoutMs` (false if not). */
+export async function subscribed(sub: Redis, timeoutMs: number): Promise<boolean> {
+  const ok = await withTimeout(sub.ping(), timeoutMs).then(
+    () => true,
+    () => false,
+  );
+  if (!ok) log.warn({ waitedMs: timeoutMs }, 'Redis subscription not confirmed; starting anyway');
+  return ok;
 }
