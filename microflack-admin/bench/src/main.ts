@@ -368,7 +368,8 @@ async function measureSignIn(run: Run): Promise<void> {
 }
 
 /** A fan-out row: measured at `clients`; `asked` and `limitedBy` when fewer than asked fit. */
-type FanoutRow = Fanout & { asked?: number; limitedBy?: string; direct?: boolean };
+/** `direct`: the clients connected straight to this many gateways, not through the LB. */
+type FanoutRow = Fanout & { asked?: number; limitedBy?: string; direct?: number };
 
 interface Live {
   revocation?: Spread;
@@ -439,7 +440,15 @@ async function measureLivePaths(run: Run): Promise<Live> {
       fanout.push(row);
       // HAProxy's descriptors cap the clients through the LB below what was asked: the gateways'
       // own fan-out at the full count, the clients connected to them straight (no LB between).
-      const gateways = clients !== asked && room?.lb ? await gatewayUrls(platform) : [];
+      let gateways = clients !== asked && room?.lb ? await gatewayUrls(platform) : [];
+      // On a platform of its own, as a deployment expecting this many sockets would run: a
+      // gateway per core (one gateway is one thread writing every socket).
+      const cores = os.cpus().length;
+      if (gateways.length > 0 && gateways.length < cores && !args.lb) {
+        step(`adding socketio instances up to one per core (${cores})`);
+        for (let n = gateways.length; n < cores; n++) await platform.mf('mfrun', 'socketio');
+        gateways = await gatewayUrls(platform);
+      }
       const roomDirect = gateways.length > 0 ? await fanoutRoom(platform, false) : undefined;
       if (gateways.length > 0 && (!roomDirect || roomDirect.max >= asked)) {
         await waitSettled(api);
@@ -460,7 +469,7 @@ async function measureLivePaths(run: Run): Promise<Live> {
               .map(([k, v]) => `${k} ${v}`)
               .join(', '),
         );
-        fanout.push({ ...straight, direct: true });
+        fanout.push({ ...straight, direct: gateways.length });
       }
     }
     live.fanout = fanout;
@@ -639,7 +648,9 @@ function report(results: Record<string, unknown>): void {
   }
   for (const f of live.fanout ?? []) {
     const asked = f.asked ? ` (${f.asked} asked: ${f.limitedBy})` : '';
-    const how = f.direct ? ' straight to the gateways (no LB)' : '';
+    const how = f.direct
+      ? ` straight to ${f.direct} gateway${f.direct > 1 ? 's' : ''} (no LB)`
+      : '';
     liveRow(`fanout to ${f.clients} clients${how}${asked}, one Node process receiving all`, f);
   }
   // Where a large fan-out's time goes: every process involved shares the machine's cores.
@@ -648,7 +659,7 @@ function report(results: Record<string, unknown>): void {
       .map(([k, v]) => `${k.replace(/-[0-9a-f]+$/, '')} ${v}`)
       .join(', ');
     liveNotes.push(
-      `Fan-out to ${f.clients}${f.direct ? ' straight to the gateways' : ''}: first client p50 ${f.first.p50Ms} ms, last p50 ${f.p50Ms} ms; CPU ms a post: ${cpu}.`,
+      `Fan-out to ${f.clients}${f.direct ? ` straight to ${f.direct} gateway(s)` : ''}: first client p50 ${f.first.p50Ms} ms, last p50 ${f.p50Ms} ms; CPU ms a post: ${cpu}.`,
     );
   }
   // Where a write's time goes, and what the machine's cores allow at that cost.
