@@ -11,6 +11,10 @@ export const LB_MAX_TRIES = 5;
 export interface LbRequest {
   headers?: Record<string, string>;
   body?: unknown;
+  /**
+   * The whole call's deadline, retries included (default LB_TIMEOUT_MS): each try gets what is
+   * left, and none starts once it has passed.
+   */
   timeoutMs?: number;
   /**
    * Whether a failure after the request may have reached a service can be retried.
@@ -66,8 +70,16 @@ const retries = retryPolicy(RETRY_POLICIES.lbCall, {
   handle: handleWhen((err) => err instanceof RetriableFailure),
 });
 
+/** The deadline passed between tries: the last try's failure stands, not retried. */
+class OutOfTime extends Error {
+  constructor(readonly last: RetriableFailure) {
+    super(last.message, { cause: last.cause });
+  }
+}
+
 /**
- * Retry rules: a connection that was never made (refused, unresolvable) is retried for every method.
+ * Retry rules, within the call's deadline (a service that sheds load with 503 after a wait must
+ * not be asked again and again past the time the caller's own client waits): a connection that was never made (refused, unresolvable) is retried for every method.
  * 503 is retried for every method too: HAProxy answers 503 when no instance is up, and MicroFlack
  * services answer 503 only before doing any work. 502, resets and timeouts, after which the request
  * may have been processed, are retried only for idempotent requests (not POST by default).
@@ -87,14 +99,18 @@ export function createLbClient(baseUrl: string): LbClient {
       body = JSON.stringify(opts.body);
       headers['content-type'] = 'application/json';
     }
+    const deadline = Date.now() + (opts.timeoutMs ?? LB_TIMEOUT_MS);
+    let last: RetriableFailure | undefined;
     async function attempt({ attempt }: { attempt: number }): Promise<LbResponse<T>> {
+      const left = deadline - Date.now();
+      if (last && left <= 0) throw new OutOfTime(last);
       let res: Response;
       try {
         res = await fetch(base + path, {
           method,
           headers,
           body,
-          signal: AbortSignal.timeout(opts.timeoutMs ?? LB_TIMEOUT_MS),
+          signal: AbortSignal.timeout(Math.max(1, left)),
         });
       } catch (err) {
         const code = errorCode(err);
@@ -102,21 +118,25 @@ export function createLbClient(baseUrl: string): LbClient {
           (code !== undefined && NOT_SENT_CODES.has(code)) ||
           (idempotent && (err as Error).name !== 'TimeoutError');
         log.debug({ method, path, attempt, code }, 'LB call failed');
-        throw retriable ? new RetriableFailure(err) : err;
+        // A retry cut short by the deadline: what the tries before it got is the answer.
+        if (last && (err as Error).name === 'TimeoutError') throw new OutOfTime(last);
+        if (!retriable) throw err;
+        throw (last = new RetriableFailure(err));
       }
       const text = await res.text();
       const parsed = parseBody(text, res.headers.get('content-type'));
       const response = { status: res.status, headers: res.headers, body: parsed as T };
       if (res.status === 503 || (res.status === 502 && idempotent)) {
         const err = new LbUnavailableError(`${method} ${path}: ${res.status}`);
-        throw new RetriableFailure(err, response);
+        throw (last = new RetriableFailure(err, response));
       }
       return response;
     }
 
     try {
       return await retries.execute(attempt);
-    } catch (err) {
+    } catch (caught) {
+      const err = caught instanceof OutOfTime ? caught.last : caught;
       // Out of tries on an answer: that answer (the last 503 or 502) is the result.
       if (err instanceof RetriableFailure && err.response) return err.response as LbResponse<T>;
       const cause = err instanceof RetriableFailure ? err.cause : err;

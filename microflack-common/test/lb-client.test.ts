@@ -19,6 +19,8 @@ describe('load-balancer client', () => {
       if (req.url === '/bad-gateway') return res.writeHead(502).end();
       if (req.url === '/hang') return; // never answers
       if (req.url === '/always-503') return res.writeHead(503).end();
+      // A service shedding load: 503 after making the caller wait.
+      if (req.url === '/slow-503') return void setTimeout(() => res.writeHead(503).end(), 400);
       res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ n }));
     });
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
@@ -51,6 +53,15 @@ describe('load-balancer client', () => {
     const res = await createLbClient(base).get('/always-503');
     assert.equal(res.status, 503);
     assert.equal(hits['GET /always-503'], 5);
+  });
+
+  it('retries only within the deadline of the whole call, then answers the last 503', async () => {
+    const res = await createLbClient(base).get('/slow-503', { timeoutMs: 1000 });
+    assert.equal(res.status, 503);
+    // 400 ms a try and the backoff between them: two tries, perhaps a third cut short, never the
+    // 5 tries (2 s of waiting and more) a call without a deadline makes.
+    const tries = hits['GET /slow-503'] ?? 0;
+    assert.ok(tries >= 2 && tries <= 3, `${tries} tries`);
   });
 
   it('times out a request that never answers', async () => {
