@@ -3,7 +3,7 @@
 // key wins). Running instances watch them and apply a change within a second. A value that does not
 // validate is refused and logged, and the setting keeps its previous value; deleting the key brings
 // back the value from the environment.
-import type { Etcd3, Watcher } from 'etcd3';
+import type { Etcd, Watcher } from './etcd.js';
 import { z } from 'zod';
 import { logger } from './log.js';
 import { RETRY_POLICIES, retryDelays } from './retry.js';
@@ -56,7 +56,7 @@ const RESYNC_MS = 30000;
  * whenever they change. Never throws: etcd away means the settings keep their current values.
  */
 export function watchLiveSettings(
-  etcd: Etcd3,
+  etcd: Etcd,
   service: string,
   settings: Record<string, AnyLiveSetting>,
 ): LiveSettings {

@@ -1,7 +1,7 @@
 // What a service's main.ts needs from the platform, built from config in one call.
 import type { BaseConfig } from './config.js';
 import { createAuth, type Auth } from './auth.js';
-import { createEtcd, type Etcd3 } from './etcd.js';
+import { createEtcd, type Etcd } from './etcd.js';
 import { createEvents, type Events } from './events.js';
 import { createLbClient, type LbClient } from './lb-client.js';
 import { RETRY_POLICIES, retryPolicy } from './retry.js';
@@ -9,7 +9,7 @@ import { createRevocationList } from './revocation.js';
 import type { HealthCheck } from './service.js';
 
 export interface Platform {
-  etcd: Etcd3;
+  etcd: Etcd;
   auth: Auth;
   events: Events;
   lb: LbClient;

@@ -1,5 +1,5 @@
 // Service registration in etcd, in the original load balancer's key layout.
-import type { Etcd3, Lease, Watcher } from 'etcd3';
+import type { Etcd, Lease, Watcher } from './etcd.js';
 import {
   backendOptionKey,
   BACKEND_OPTIONS,
@@ -82,7 +82,7 @@ export function registrationProblems(reg: Registration): string[] {
  * Registers the instance, keeps its lease alive, re-registers after losing it. Throws at once
  * (RegistrationError) on a registration the load balancer would leave out; never after that.
  */
-export function register(etcd: Etcd3, reg: Registration): RegisteredInstance {
+export function register(etcd: Etcd, reg: Registration): RegisteredInstance {
   const problems = registrationProblems(reg);
   if (problems.length > 0) throw new RegistrationError(problems);
   const key = upstreamKey(reg.service, reg.instance);

@@ -42,7 +42,7 @@ export const RETRY_POLICIES = {
   revocationStart: backoffPolicy('revocation start', 100, 2000),
   /** Reconnecting to Redis (events, the socketio gateway's adapter connections). */
   redisReconnect: backoffPolicy('redis reconnect', 100, 2000),
-  /** Re-opening an etcd watch (etcd3's watch manager): watches back within 2 s of etcd. */
+  /** Re-opening an etcd watch (the etcd client's watches): watches back within 2 s of etcd. */
   etcdWatch: backoffPolicy('etcd watch', 200, 2000),
   /** Reading the live settings (/config/) at start while etcd is away (live-config). */
   liveSettings: backoffPolicy('live settings', 250, 5000),

@@ -1,5 +1,5 @@
 // The set of revoked tokens, kept in memory and current through an etcd watch.
-import type { Etcd3, Watcher } from 'etcd3';
+import type { Etcd, Watcher } from './etcd.js';
 import {
   REVOKED_PREFIX,
   REVOKED_TOKENS_PREFIX,
@@ -52,7 +52,7 @@ export function formatRevokedUntil(ms: number): string {
   return `${Math.floor(whole / 1000)}.${String(whole % 1000).padStart(3, '0')}`;
 }
 
-export function createRevocationList(etcd: Etcd3): RevocationList {
+export function createRevocationList(etcd: Etcd): RevocationList {
   const revokedJtis = new Set<string>();
   // Per user, the last revoked millisecond.
   const revokedUsersUntil = new Map<number, number>();

@@ -2,7 +2,7 @@
 import http, { type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import express, { type ErrorRequestHandler, type Express, type RequestHandler } from 'express';
-import type { Etcd3 } from 'etcd3';
+import type { Etcd } from './etcd.js';
 import { responseChecksEnabled, type BaseConfig } from './config.js';
 import { responseCheck } from './api/check.js';
 import type { Operation } from './api/operations.js';
@@ -194,7 +194,7 @@ export interface RunServiceOptions {
   name: string;
   config: BaseConfig;
   app: Express;
-  etcd: Etcd3;
+  etcd: Etcd;
   /** URL prefix registered as `/services/<name>/location`. */
   location: string;
   /**

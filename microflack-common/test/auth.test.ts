@@ -5,7 +5,7 @@ import express from 'express';
 import jwt from 'jsonwebtoken';
 import request from 'supertest';
 import { CLIENT_ADDRESS_HEADER, createAuth, type Auth } from '../src/auth.js';
-import { createEtcd, type Etcd3 } from '../src/etcd.js';
+import { createEtcd, type Etcd } from '../src/etcd.js';
 import { errorHandler } from '../src/errors.js';
 import {
   createRevocationList,
@@ -23,7 +23,7 @@ import {
 } from '@microflack/testkit';
 
 describe('auth middlewares', () => {
-  let etcd: Etcd3;
+  let etcd: Etcd;
   let revocations: RevocationList;
   let auth: Auth;
   let app: express.Express;

@@ -3,14 +3,14 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { z } from 'zod';
-import { createEtcd, type Etcd3 } from '../src/etcd.js';
+import { createEtcd, type Etcd } from '../src/etcd.js';
 import { configKey, logLevel, onOff, watchLiveSettings } from '../src/live-config.js';
 import { startEtcd, waitFor, type EtcdServer } from '@microflack/testkit';
 
 describe('live settings', () => {
   // A private etcd: /config/all/* would reach every service of the shared one.
   let server: EtcdServer;
-  let etcd: Etcd3;
+  let etcd: Etcd;
   before(async () => {
     server = await startEtcd();
     etcd = createEtcd([server.url]);

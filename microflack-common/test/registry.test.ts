@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { createEtcd, type Etcd3 } from '../src/etcd.js';
+import { createEtcd, type Etcd } from '../src/etcd.js';
 import {
   LEASE_TTL_SECONDS,
   register,
@@ -8,7 +8,7 @@ import {
   upstreamKey,
   type Registration,
 } from '../src/registry.js';
-import { sharedBackends, waitFor } from '@microflack/testkit';
+import { leaseOfKey, revokeLease, sharedBackends, waitFor } from '@microflack/testkit';
 import { spawnBackend } from '@microflack/testkit/http-backends';
 
 // A service process (runService) that drains for 100 ms on SIGTERM.
@@ -16,7 +16,7 @@ const FAST_DRAIN = { env: { SHUTDOWN_GRACE_MS: '100' } };
 
 describe('registry', () => {
   let etcdUrl: string;
-  let etcd: Etcd3;
+  let etcd: Etcd;
   before(async () => {
     etcdUrl = (await sharedBackends()).etcd;
     etcd = createEtcd([etcdUrl]);
@@ -84,7 +84,8 @@ describe('registry', () => {
       assert.ok(ms < 2000, `back after ${ms} ms`);
     }
     // The key still belongs to its lease: it goes when the instance goes.
-    assert.ok((await etcd.get(key).exec()).kvs[0]?.lease !== '0');
+    const held = await leaseOfKey(etcdUrl, key);
+    assert.ok(held && held !== '0', `on lease ${held}`);
     await reg.deregister();
     assert.equal(await etcd.get(key).string(), null);
     await new Promise((r) => setTimeout(r, 1500));
@@ -96,9 +97,9 @@ describe('registry', () => {
     const reg = register(etcd, { service: svc, instance: 'i1', address: '127.0.0.1:1' });
     await reg.ready;
     const key = upstreamKey(svc, 'i1');
-    const lease = (await etcd.get(key).exec()).kvs[0]?.lease;
-    assert.ok(lease);
-    await etcd.leaseClient.leaseRevoke({ ID: lease });
+    const lease = await leaseOfKey(etcdUrl, key);
+    assert.ok(lease && lease !== '0');
+    await revokeLease(etcdUrl, lease);
     assert.equal(await etcd.get(key).string(), null);
     await waitFor(
       're-registration',

@@ -9,7 +9,7 @@ import knex from 'knex';
 import { openDb, type Knex } from '../src/db.js';
 import { createResponseCache, type ResponseCache } from '../src/response-cache.js';
 import { bearerIdentity, createAuth, type Auth } from '../src/auth.js';
-import { createEtcd, type Etcd3 } from '../src/etcd.js';
+import { createEtcd, type Etcd } from '../src/etcd.js';
 import { createRevocationList, type RevocationList } from '../src/revocation.js';
 import { createServiceApp, requestListener } from '../src/service.js';
 import {
@@ -281,7 +281,7 @@ describe('answers from memory', () => {
 describe('answers from memory in front of the app', () => {
   let redis: RedisServer;
   let etcdServer: EtcdServer;
-  let etcd: Etcd3;
+  let etcd: Etcd;
   let revocations: RevocationList;
   let auth: Auth;
   let db: Knex;

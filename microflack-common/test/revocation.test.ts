@@ -1,13 +1,20 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { createEtcd, type Etcd3 } from '../src/etcd.js';
+import { createEtcd, type Etcd } from '../src/etcd.js';
 import { createRevocationList, REVOKED_TOKENS_PREFIX } from '../src/revocation.js';
-import { sharedBackends, startEtcd, waitFor, type EtcdServer } from '@microflack/testkit';
+import {
+  leaseOfKey,
+  leaseTtl,
+  sharedBackends,
+  startEtcd,
+  waitFor,
+  type EtcdServer,
+} from '@microflack/testkit';
 
 describe('revocation list', () => {
   let etcdUrl: string;
-  let a: Etcd3;
-  let b: Etcd3;
+  let a: Etcd;
+  let b: Etcd;
   before(async () => {
     etcdUrl = (await sharedBackends()).etcd;
     a = createEtcd([etcdUrl]);
@@ -53,10 +60,10 @@ describe('revocation list', () => {
   it('binds the key to a lease as long as the token plus slack', async () => {
     const jti = `lease-${Date.now()}`;
     await createRevocationList(a).revokeToken({ jti, exp: Math.floor(Date.now() / 1000) + 100 });
-    const kv = (await a.get(REVOKED_TOKENS_PREFIX + jti).exec()).kvs[0];
-    assert.ok(kv);
-    const ttl = await a.leaseClient.leaseTimeToLive({ ID: kv.lease });
-    assert.ok(Number(ttl.TTL) > 95 && Number(ttl.TTL) <= 105, `TTL ${ttl.TTL}`);
+    const lease = await leaseOfKey(etcdUrl, REVOKED_TOKENS_PREFIX + jti);
+    assert.ok(lease && lease !== '0', `on lease ${lease}`);
+    const ttl = await leaseTtl(etcdUrl, lease);
+    assert.ok(ttl > 95 && ttl <= 105, `TTL ${ttl}`);
   });
 
   describe('while etcd is unreachable', () => {

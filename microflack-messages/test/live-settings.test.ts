@@ -6,7 +6,7 @@ import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
-import { configKey, createEtcd, type Etcd3 } from '@microflack/common';
+import { configKey, createEtcd, type Etcd } from '@microflack/common';
 import {
   bearer,
   makeToken,
@@ -22,7 +22,7 @@ const packageDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '.
 describe('messages live settings', () => {
   // Its own etcd: live settings must not reach the other test files' services.
   let etcdServer: EtcdServer;
-  let etcd: Etcd3;
+  let etcd: Etcd;
   let site: http.Server;
   let siteUrl: string;
   let svc: ServiceProcess;

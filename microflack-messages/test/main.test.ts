@@ -4,7 +4,7 @@ import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
-import { createEtcd, type Etcd3 } from '@microflack/common';
+import { createEtcd, type Etcd } from '@microflack/common';
 import {
   bearer,
   createTestDatabase,
@@ -19,7 +19,7 @@ import { openMessagesDb } from '@microflack/testkit/apps';
 const packageDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
 describe('node dist/main.js', () => {
-  let etcd: Etcd3;
+  let etcd: Etcd;
   let site: http.Server;
   let siteUrl: string;
   let svc: ServiceProcess;

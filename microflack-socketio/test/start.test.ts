@@ -5,7 +5,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
-import { createEtcd, parseHostPort, upstreamKey, type Etcd3 } from '@microflack/common';
+import { createEtcd, parseHostPort, upstreamKey, type Etcd } from '@microflack/common';
 import {
   sharedBackends,
   startBuiltService,
@@ -21,7 +21,7 @@ const PAUSE_MS = 3000;
 describe('socketio at start', () => {
   let redis: RedisServer;
   let control: Redis;
-  let etcd: Etcd3;
+  let etcd: Etcd;
   let svc: ServiceProcess | undefined;
   before(async () => {
     redis = await startRedis();

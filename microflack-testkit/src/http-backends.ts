@@ -4,7 +4,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { Etcd3 } from 'etcd3';
+import type { Etcd } from '@microflack/common';
 import { upstreamKey } from '@microflack/common';
 import { Proc, tempDir, WaitAbort, waitFor } from './processes.js';
 
@@ -53,7 +53,7 @@ export async function startBackend(name: string): Promise<Backend> {
 }
 
 /** Writes the upstream key on a lease of its own; returns the lease to revoke. */
-export async function putUpstream(etcd: Etcd3, service: string, instance: string, value: string) {
+export async function putUpstream(etcd: Etcd, service: string, instance: string, value: string) {
   const lease = etcd.lease(10);
   await lease.put(upstreamKey(service, instance)).value(value);
   return lease;

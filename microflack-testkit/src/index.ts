@@ -16,6 +16,7 @@ import { startServiceProcess, type ServiceProcess } from './service-process.js';
 export * from './processes.js';
 export * from './service-process.js';
 export * from './routes.js';
+export * from './etcd-raw.js';
 
 export const TEST_JWT_SECRET_KEY = 'test-jwt-secret-key-0123456789abcdef';
 

@@ -1,6 +1,6 @@
 // Who is online: the sweep that marks silent users offline, run by one instance chosen in etcd.
 import { logger, PRESENCE_ELECTION, type Events, type Knex } from '@microflack/common';
-import type { Campaign, Election } from 'etcd3';
+import type { Campaign, Election } from '@microflack/common';
 import { markStaleUsersOffline, now, toJson } from './users.js';
 
 const log = logger.child({ module: 'presence' });

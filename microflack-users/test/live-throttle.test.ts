@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
-import { configKey, createEtcd, type Etcd3 } from '@microflack/common';
+import { configKey, createEtcd, type Etcd } from '@microflack/common';
 import {
   basic,
   startEtcd,
@@ -21,7 +21,7 @@ const packageDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '.
 describe('users live throttle limits', () => {
   // Its own etcd: the settings must not reach other test files' users instances.
   let etcdServer: EtcdServer;
-  let etcd: Etcd3;
+  let etcd: Etcd;
   let svc: ServiceProcess;
 
   before(async () => {

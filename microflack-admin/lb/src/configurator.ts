@@ -1,7 +1,6 @@
 // What confd did: watch /services in etcd, render, check, swap in atomically and reload HAProxy.
 import fs from 'node:fs';
-import { Etcd3, type Watcher } from 'etcd3';
-import { createEtcd, logger } from '@microflack/common';
+import { createEtcd, logger, type Etcd, type Watcher } from '@microflack/common';
 import type { LbConfig } from './config.js';
 import { checkConfig, Haproxy } from './haproxy.js';
 import { renderConfig } from './render.js';
@@ -16,13 +15,13 @@ const MAX_DEBOUNCE_MS = 1000;
 const GRACE_RECHECK_MS = 500;
 
 /** The LB's etcd client: the platform's (fail fast, watches back within 2 s of etcd). */
-export function createLbEtcd(hosts: string[]): Etcd3 {
+export function createLbEtcd(hosts: string[]): Etcd {
   return createEtcd(hosts);
 }
 
 export class Configurator {
   readonly haproxy: Haproxy;
-  private readonly etcd: Etcd3;
+  private readonly etcd: Etcd;
   private watcher: Watcher | undefined;
   private debounceTimer: NodeJS.Timeout | undefined;
   private firstChangeAt = 0;

@@ -1,7 +1,7 @@
 // etcd stopped under load: HAProxy keeps routing with the last config, and the configurator resyncs after.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { createEtcd, register, type Etcd3 } from '@microflack/common';
+import { createEtcd, register, type Etcd } from '@microflack/common';
 import { startEtcd, type EtcdServer } from '@microflack/testkit';
 import { startTestLoadBalancer, type TestLoadBalancer } from '@microflack/testkit/load-balancer';
 import { LoadGenerator } from '@microflack/testkit/load';
@@ -9,7 +9,7 @@ import { startBackend, waitRouted, type Backend } from '@microflack/testkit/http
 
 describe('load balancer during an etcd outage', () => {
   let etcdServer: EtcdServer;
-  let etcd: Etcd3;
+  let etcd: Etcd;
   let lb: TestLoadBalancer;
   const backends: Backend[] = [];
   const regs: Array<{ deregister(): Promise<void> }> = [];

@@ -4,7 +4,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
-import { createEtcd, register, type Etcd3 } from '@microflack/common';
+import { createEtcd, register, type Etcd } from '@microflack/common';
 import { startEtcd, tempDir, waitFor, type EtcdServer } from '@microflack/testkit';
 import { startTestLoadBalancer, type TestLoadBalancer } from '@microflack/testkit/load-balancer';
 import { get, startBackend, waitRouted, type Backend } from '@microflack/testkit/http-backends';
@@ -14,7 +14,7 @@ const TEMPLATE = path.join(path.dirname(fileURLToPath(import.meta.url)), '../hap
 
 describe('load balancer faults', () => {
   let etcdServer: EtcdServer;
-  let etcd: Etcd3;
+  let etcd: Etcd;
   let lb: TestLoadBalancer;
   let template: string;
   const backends: Backend[] = [];

@@ -1,7 +1,7 @@
 // Continuous load while instances come and go 20 times (SIGTERM drain and kill -9): no request may fail.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { createEtcd, register, type Etcd3 } from '@microflack/common';
+import { createEtcd, register, type Etcd } from '@microflack/common';
 import { startEtcd, waitFor, type EtcdServer } from '@microflack/testkit';
 import { startTestLoadBalancer, type TestLoadBalancer } from '@microflack/testkit/load-balancer';
 import { LoadGenerator, percentile } from '@microflack/testkit/load';
@@ -18,7 +18,7 @@ const CYCLES = 20;
 
 describe('load balancer under reconfiguration', () => {
   let etcdServer: EtcdServer;
-  let etcd: Etcd3;
+  let etcd: Etcd;
   let lb: TestLoadBalancer;
   const stable: Backend[] = [];
   const stableRegs: Array<{ deregister(): Promise<void> }> = [];

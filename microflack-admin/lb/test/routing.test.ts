@@ -2,14 +2,14 @@
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import { after, before, describe, it } from 'node:test';
-import { createEtcd, register, type Etcd3 } from '@microflack/common';
+import { createEtcd, register, type Etcd } from '@microflack/common';
 import { basic, startEtcd, waitFor, type EtcdServer } from '@microflack/testkit';
 import { startTestLoadBalancer, type TestLoadBalancer } from '@microflack/testkit/load-balancer';
 import { get, startBackend, waitRouted, type Backend } from '@microflack/testkit/http-backends';
 
 describe('load balancer routing', () => {
   let etcdServer: EtcdServer;
-  let etcd: Etcd3;
+  let etcd: Etcd;
   let lb: TestLoadBalancer;
   const backends: Backend[] = [];
   const registrations: Array<{ deregister(): Promise<void> }> = [];

@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
-import { createEtcd, register, type Etcd3 } from '@microflack/common';
+import { createEtcd, register, type Etcd } from '@microflack/common';
 import { startEtcd, waitFor, type EtcdServer } from '@microflack/testkit';
 import { buildModel, parseUpstream } from '../src/services.js';
 import { renderTemplate, TemplateError } from '../src/template.js';
@@ -99,7 +99,7 @@ describe('etcd key validation', () => {
 
 describe('load balancer with hostile keys in etcd', () => {
   let etcdServer: EtcdServer;
-  let etcd: Etcd3;
+  let etcd: Etcd;
   let lb: TestLoadBalancer;
   let backend: Backend;
   let reg: { deregister(): Promise<void> };

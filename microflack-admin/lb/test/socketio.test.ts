@@ -5,7 +5,7 @@ import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { Server } from 'socket.io';
 import { io, type Socket } from 'socket.io-client';
-import { createEtcd, register, type Etcd3 } from '@microflack/common';
+import { createEtcd, register, type Etcd } from '@microflack/common';
 import { startEtcd, waitFor, type EtcdServer } from '@microflack/testkit';
 import { startTestLoadBalancer, type TestLoadBalancer } from '@microflack/testkit/load-balancer';
 import { get } from '@microflack/testkit/http-backends';
@@ -34,7 +34,7 @@ function whoami(socket: Socket): Promise<string> {
 
 describe('load balancer /socket.io', () => {
   let etcdServer: EtcdServer;
-  let etcd: Etcd3;
+  let etcd: Etcd;
   let lb: TestLoadBalancer;
   const instances: SioInstance[] = [];
   const regs: Array<{ deregister(): Promise<void> }> = [];

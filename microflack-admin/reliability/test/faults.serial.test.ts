@@ -6,7 +6,7 @@
 // JSON 503 (each answer names its author in X-MicroFlack-Instance).
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { Etcd3 } from 'etcd3';
+import { createEtcd } from '@microflack/common';
 import { waitFor } from '@microflack/testkit';
 import { startPlatform, type Platform } from '@microflack/testkit/platform';
 import {
@@ -130,7 +130,7 @@ describe('faults under load', () => {
     assertNothingLost(delivery);
 
     // Every instance is registered again, by itself, and HAProxy routes to all of them.
-    const etcd = new Etcd3({ hosts: platform.etcd.url });
+    const etcd = createEtcd([platform.etcd.url]);
     try {
       const instances = Object.values(platform.instances).flat();
       await waitFor(
@@ -159,7 +159,7 @@ describe('faults under load', () => {
   });
 
   it('messages upstream keys deleted by hand under load: only messages or the LB answer, keys back within 2 s', async () => {
-    const etcd = new Etcd3({ hosts: platform.etcd.url });
+    const etcd = createEtcd([platform.etcd.url]);
     const prefix = '/services/messages/upstream/';
     const backAfterMs: number[] = [];
     try {
