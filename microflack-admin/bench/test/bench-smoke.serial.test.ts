@@ -62,6 +62,13 @@ describe('mfbench --smoke', () => {
       if (!row.path.startsWith('ceiling'))
         assert.ok(row.ceilingRps > 0, `${row.path} has a ceiling`);
     }
+    // Where a write's CPU goes: the messages instance and the load generator are counted.
+    const post = results.load.find((r: { path: string }) => r.path === 'POST /api/messages') as {
+      cpuMsPerRequest?: Record<string, number>;
+    };
+    assert.ok((post.cpuMsPerRequest?.messages ?? 0) > 0, JSON.stringify(post.cpuMsPerRequest));
+    assert.ok((post.cpuMsPerRequest?.bench ?? 0) > 0, JSON.stringify(post.cpuMsPerRequest));
+    assert.match(output, /POST \/api\/messages at 32: CPU ms a request: messages /);
     assert.ok(results.bcrypt.hashesPerSecond > 0);
     assert.equal(results.live.revocation.samples, 3);
     assert.equal(results.live.registration.samples, 2);
