@@ -98,6 +98,8 @@ export interface Fanout extends Spread {
   connectSeconds: number;
   /** CPU milliseconds a post cost, on average: this process (the clients) and each `cpuOf` pid. */
   cpuMsPerPost: Record<string, number>;
+  /** Each post's time to the last client, in order (where an outlier fell). */
+  postsMs: number[];
 }
 
 /** CPU time (user + system) of a process so far, in ms; undefined if it is gone. */
@@ -281,7 +283,14 @@ export async function measureFanout(
       if (before !== undefined && after !== undefined)
         cpuMsPerPost[name] = Math.round((after - before) / posts);
     }
-    return { ...spread(delays), clients, first: spread(firsts), connectSeconds, cpuMsPerPost };
+    return {
+      ...spread(delays),
+      clients,
+      first: spread(firsts),
+      connectSeconds,
+      cpuMsPerPost,
+      postsMs: delays.map((d) => Math.round(d)),
+    };
   } finally {
     sender?.close();
     for (const l of listeners) l.close();
