@@ -3,6 +3,9 @@ import { handleWhen } from 'cockatiel';
 import { logger } from './log.js';
 import { RETRY_POLICIES, retryPolicy } from './retry.js';
 
+/** The header every answer names its author in: an instance's name, or `lb` for HAProxy. */
+const INSTANCE_HEADER = 'X-MicroFlack-Instance';
+
 const log = logger.child({ module: 'lb-client' });
 
 export const LB_TIMEOUT_MS = 5000;
@@ -126,7 +129,12 @@ export function createLbClient(baseUrl: string): LbClient {
       const text = await res.text();
       const parsed = parseBody(text, res.headers.get('content-type'));
       const response = { status: res.status, headers: res.headers, body: parsed as T };
-      if (res.status === 503 || (res.status === 502 && idempotent)) {
+      // A 503 a service wrote itself (its instance header names it) says it sheds load or lacks a
+      // dependency: asking again adds to the overload, so the caller gets it as it is. HAProxy's
+      // own 503 (no live instance, header `lb`) is retried: an instance may be back in a moment.
+      const author = res.headers.get(INSTANCE_HEADER);
+      const fromLb = author === null || author === 'lb';
+      if ((res.status === 503 && fromLb) || (res.status === 502 && idempotent)) {
         const err = new LbUnavailableError(`${method} ${path}: ${res.status}`);
         throw (last = new RetriableFailure(err, response));
       }

@@ -19,8 +19,12 @@ describe('load-balancer client', () => {
       if (req.url === '/bad-gateway') return res.writeHead(502).end();
       if (req.url === '/hang') return; // never answers
       if (req.url === '/always-503') return res.writeHead(503).end();
-      // A service shedding load: 503 after making the caller wait.
+      // 503 after making the caller wait, as HAProxy would when no instance comes up in time.
       if (req.url === '/slow-503') return void setTimeout(() => res.writeHead(503).end(), 400);
+      // A service shedding load: its own 503, its name in the instance header.
+      if (req.url === '/shed')
+        return res.writeHead(503, { 'x-microflack-instance': 'users-1', 'retry-after': '1' }).end();
+      if (req.url === '/lb-503') return res.writeHead(503, { 'x-microflack-instance': 'lb' }).end();
       res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ n }));
     });
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
@@ -62,6 +66,16 @@ describe('load-balancer client', () => {
     // 5 tries (2 s of waiting and more) a call without a deadline makes.
     const tries = hits['GET /slow-503'] ?? 0;
     assert.ok(tries >= 2 && tries <= 3, `${tries} tries`);
+  });
+
+  it("returns a service's own 503 at once (it sheds load), but retries HAProxy's", async () => {
+    const lb = createLbClient(base);
+    const shed = await lb.get('/shed');
+    assert.equal(shed.status, 503);
+    assert.equal(shed.headers.get('retry-after'), '1');
+    assert.equal(hits['GET /shed'], 1, 'not asked again');
+    assert.equal((await lb.get('/lb-503')).status, 503);
+    assert.equal(hits['GET /lb-503'], 5, "HAProxy's 503 tried 5 times");
   });
 
   it('times out a request that never answers', async () => {
