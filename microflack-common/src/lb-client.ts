@@ -2,9 +2,7 @@
 import { handleWhen } from 'cockatiel';
 import { logger } from './log.js';
 import { RETRY_POLICIES, retryPolicy } from './retry.js';
-
-/** The header every answer names its author in: an instance's name, or `lb` for HAProxy. */
-const INSTANCE_HEADER = 'X-MicroFlack-Instance';
+import { INSTANCE_HEADER } from './service.js';
 
 const log = logger.child({ module: 'lb-client' });
 

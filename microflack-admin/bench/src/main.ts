@@ -430,12 +430,7 @@ async function measureLivePaths(run: Run): Promise<Live> {
         smoke ? 5 : 30,
         await cpuPids(platform),
       );
-      console.log(
-        `    first client p50 ${row.first.p50Ms} ms, last p50 ${row.p50Ms} ms; CPU ms a post: ` +
-          Object.entries(row.cpuMsPerPost)
-            .map(([k, v]) => `${k} ${v}`)
-            .join(', '),
-      );
+      logFanout(row);
       if (clients !== asked) Object.assign(row, { asked, limitedBy: room?.reason });
       fanout.push(row);
       // HAProxy's descriptors cap the clients through the LB below what was asked: the gateways'
@@ -463,18 +458,23 @@ async function measureLivePaths(run: Run): Promise<Live> {
           await cpuPids(platform),
           gateways,
         );
-        console.log(
-          `    first client p50 ${straight.first.p50Ms} ms, last p50 ${straight.p50Ms} ms; CPU ms a post: ` +
-            Object.entries(straight.cpuMsPerPost)
-              .map(([k, v]) => `${k} ${v}`)
-              .join(', '),
-        );
+        logFanout(straight);
         fanout.push({ ...straight, direct: gateways.length });
       }
     }
     live.fanout = fanout;
   }
   return live;
+}
+
+/** A fan-out's result as the run goes: first and last client, and where its CPU went. */
+function logFanout(f: Fanout): void {
+  const cpu = Object.entries(f.cpuMsPerPost)
+    .map(([k, v]) => `${k} ${v}`)
+    .join(', ');
+  console.log(
+    `    first client p50 ${f.first.p50Ms} ms, last p50 ${f.p50Ms} ms; CPU ms a post: ${cpu}`,
+  );
 }
 
 /** The processes a fan-out's CPU is counted for: the socketio instances and HAProxy's workers. */
