@@ -22,6 +22,9 @@ const hostPort = /^[A-Za-z0-9.-]+:\d{1,5}$/;
 export const REDIS_SENTINEL_PATTERN =
   /^sentinel:\/\/([A-Za-z0-9.-]+:\d{1,5}(?:,[A-Za-z0-9.-]+:\d{1,5})*)\/([A-Za-z0-9._-]+)$/;
 
+/** Default of EVENTS_REPLAY_BYTES: about 10 s of posts' events at 3,000 posts/s. */
+export const DEFAULT_EVENTS_REPLAY_BYTES = 16 * 1024 * 1024;
+
 /** Every variable a MicroFlack process reads; services extend it (see loadConfig). */
 export const BaseEnv = z.object({
   NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
@@ -54,6 +57,13 @@ export const BaseEnv = z.object({
   INSTANCE_NAME: InstanceNameSchema.optional(),
   // How long a stopping instance keeps answering after deregistering, so the LB reconfigures first.
   SHUTDOWN_GRACE_MS: z.coerce.number().int().min(0).max(60000).default(2000),
+  // Behind Sentinels: bytes of events kept until the server they went to is confirmed the primary.
+  EVENTS_REPLAY_BYTES: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .max(2 ** 30)
+    .default(DEFAULT_EVENTS_REPLAY_BYTES),
 });
 
 export type BaseConfig = Omit<z.infer<typeof BaseEnv>, 'INSTANCE_NAME'> & { INSTANCE_NAME: string };

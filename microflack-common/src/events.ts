@@ -1,7 +1,7 @@
 // `updated_model` events to every browser, published to Redis with the Socket.IO emitter.
 import { Emitter } from '@socket.io/redis-emitter';
 import { Redis, type RedisOptions } from 'ioredis';
-import { REDIS_SENTINEL_PATTERN } from './config.js';
+import { DEFAULT_EVENTS_REPLAY_BYTES, REDIS_SENTINEL_PATTERN } from './config.js';
 import { EVENTS, type ModelOf, type UpdatedModelEvent } from './contract/index.js';
 import { logger } from './log.js';
 import { eventFailures } from './metrics.js';
@@ -46,8 +46,21 @@ export function redisTarget(
   return { sentinels: (m[1] as string).split(',').map(parseHostPort), name: m[2] as string };
 }
 
+/** What a client behind Sentinels is told by its check of the primary (watchPrimary). */
+export interface PrimaryHooks {
+  /**
+   * A majority of the Sentinels named the server the client is on, in a check begun at `since`
+   * (Date.now()): whatever the client sent it before then went to the primary.
+   */
+  confirmed(since: number): void;
+}
+
 /** A client that reconnects for ever; `options` override the defaults (made for events). */
-export function createRedis(value: string, options: RedisOptions = {}): Redis {
+export function createRedis(
+  value: string,
+  options: RedisOptions = {},
+  hooks?: PrimaryHooks,
+): Redis {
   const delays = retryDelays(RETRY_POLICIES.redisReconnect);
   const target = redisTarget(value);
   const redis = new Redis({
@@ -88,7 +101,7 @@ export function createRedis(value: string, options: RedisOptions = {}): Redis {
     log.info({ server: connectedServer(redis) }, down ? 'redis back' : 'redis connected');
     down = false;
   });
-  if ('sentinels' in target) watchPrimary(redis, target);
+  if ('sentinels' in target) watchPrimary(redis, target, hooks);
   return redis;
 }
 
@@ -139,7 +152,14 @@ function sentinelAsker(target: SentinelTarget) {
                   c.call('SENTINEL', 'GET-MASTER-ADDR-BY-NAME', target.name) as Promise<
                     string[] | null
                   >
-                ).catch(() => null)
+                ).catch((err: Error) => {
+                  // A connection that was open through a network cut stays 'ready', but what it
+                  // sends now waits for TCP's next retransmission, seconds after the network is
+                  // back (h1's messages heard the Sentinels 8 s after its socketio, cluster test):
+                  // a Sentinel that does not answer in time is asked on a new connection.
+                  if (err.message.includes('timed out')) c.disconnect(true);
+                  return null;
+                })
               : Promise.resolve(null),
           ),
         );
@@ -168,7 +188,7 @@ function sentinelAsker(target: SentinelTarget) {
  * connected to with the primary a majority of the Sentinels name, and reconnects when they differ
  * (the Sentinels then give it the primary; a subscriber subscribes again).
  */
-function watchPrimary(redis: Redis, target: SentinelTarget): void {
+function watchPrimary(redis: Redis, target: SentinelTarget, hooks?: PrimaryHooks): void {
   const asker = sentinelAsker(target);
   let checking = false;
   let unanswered = false;
@@ -176,6 +196,7 @@ function watchPrimary(redis: Redis, target: SentinelTarget): void {
     const connected = connectedServer(redis);
     if (checking || redis.status !== 'ready' || !connected) return;
     checking = true;
+    const since = Date.now();
     asker
       .ask()
       .then((primary) => {
@@ -189,6 +210,8 @@ function watchPrimary(redis: Redis, target: SentinelTarget): void {
         if (primary && primary !== connected && redis.status === 'ready') {
           log.warn({ connected, primary }, 'redis server is not the primary: reconnecting');
           redis.disconnect(true);
+        } else if (primary === connected && connectedServer(redis) === connected) {
+          hooks?.confirmed(since);
         }
       })
       .catch(() => undefined)
@@ -201,7 +224,79 @@ function watchPrimary(redis: Redis, target: SentinelTarget): void {
   });
 }
 
-export function createEvents(redisHostPort: string | undefined): Events {
+/**
+ * Events sent to a server not yet confirmed as the primary, to send again if the client moves.
+ *
+ * Redis keeps no event, and a publisher cannot tell a primary from a server that is no longer one:
+ * a cut-off primary keeps its local clients, and a demoted one still accepts PUBLISH and passes it
+ * to nobody on the real primary. In the cluster test a host cut off with the Redis primary came
+ * back, its messages instance wrote for 5 s while still on its old server (no majority of the
+ * Sentinels answered it yet), and those posts' events reached no reader; their sockets had already
+ * resynced. So every event stays here until a check of the primary began after it was sent names
+ * the server it went to; when the client comes back on a server (after a move or a lost
+ * connection), what is still here is sent again. Readers take a model they already have again
+ * without harm (they keep the newest `updated_at`). Bounded by bytes: the oldest go first.
+ */
+export class ReplayBuffer {
+  private items: Array<{ at: number; channel: string; message: string | Buffer }> = [];
+  private bytes = 0;
+  /** Events dropped for room since the last warning. */
+  private dropped = 0;
+
+  constructor(private readonly maxBytes: number) {}
+
+  get size(): number {
+    return this.items.length;
+  }
+
+  add(channel: string, message: string | Buffer, at = Date.now()): void {
+    if (this.maxBytes === 0) return;
+    this.items.push({ at, channel, message });
+    this.bytes += message.length;
+    let drop = 0;
+    while (this.bytes > this.maxBytes && drop < this.items.length) {
+      this.bytes -= (this.items[drop] as { message: string | Buffer }).message.length;
+      drop++;
+    }
+    if (drop > 0) {
+      this.items.splice(0, drop);
+      if (this.dropped === 0) {
+        log.warn(
+          { maxBytes: this.maxBytes },
+          'EVENTS_REPLAY_BYTES full: events not yet confirmed on the primary are dropped',
+        );
+      }
+      this.dropped += drop;
+    }
+  }
+
+  /** Forgets what was sent before `since`: it reached the primary. */
+  confirmed(since: number): void {
+    let n = 0;
+    while (n < this.items.length && (this.items[n] as { at: number }).at < since) {
+      this.bytes -= (this.items[n] as { message: string | Buffer }).message.length;
+      n++;
+    }
+    if (n > 0) this.items.splice(0, n);
+    if (this.dropped > 0 && this.items.length === 0) {
+      log.info({ dropped: this.dropped }, 'events confirmed on the primary again');
+      this.dropped = 0;
+    }
+  }
+
+  /** Everything kept, oldest first, and forgets it (the caller sends it again). */
+  take(): Array<{ channel: string; message: string | Buffer }> {
+    const items = this.items;
+    this.items = [];
+    this.bytes = 0;
+    return items;
+  }
+}
+
+export function createEvents(
+  redisHostPort: string | undefined,
+  { replayBytes = DEFAULT_EVENTS_REPLAY_BYTES }: { replayBytes?: number } = {},
+): Events {
   if (!redisHostPort) {
     log.info('REDIS not set: updated_model events are not sent');
     return {
@@ -215,16 +310,36 @@ export function createEvents(redisHostPort: string | undefined): Events {
   // Auto-pipelining: the PUBLISHes made in one turn of the event loop (a burst of posts answered
   // together) leave in one socket write instead of one each; a write to Redis on loopback costs
   // about as much CPU as building the event (POST /api/messages profile, docs/ARCHITECTURE.md).
-  const redis = createRedis(redisHostPort, { enableAutoPipelining: true });
+  const replay = 'sentinels' in redisTarget(redisHostPort) ? new ReplayBuffer(replayBytes) : null;
+  const redis = createRedis(
+    redisHostPort,
+    { enableAutoPipelining: true },
+    replay ? { confirmed: (since) => replay.confirmed(since) } : undefined,
+  );
   // The emitter publishes fire-and-forget; this wrapper is where failures are seen and counted.
   const publisher = {
     publish(channel: string, message: string | Buffer) {
+      replay?.add(channel, message);
       return redis.publish(channel, message).catch((err: Error) => {
         eventFailures.inc();
         log.warn({ err: err.message }, 'updated_model not published');
       });
     },
   };
+  if (replay) {
+    let connectedOnce = false;
+    redis.on('ready', () => {
+      if (!connectedOnce) {
+        connectedOnce = true;
+        return;
+      }
+      const again = replay.take();
+      if (again.length > 0) {
+        log.info({ events: again.length }, 'events not confirmed on the primary sent again');
+      }
+      for (const e of again) void publisher.publish(e.channel, e.message);
+    });
+  }
   const emitter = new Emitter(publisher);
   return {
     emitUpdatedModel(cls, model, to) {

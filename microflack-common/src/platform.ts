@@ -22,7 +22,7 @@ export async function connectPlatform(config: BaseConfig): Promise<Platform> {
   const etcd = createEtcd(config.ETCD);
   const revocations = createRevocationList(etcd);
   await startRevocations(revocations);
-  const events = createEvents(config.REDIS);
+  const events = createEvents(config.REDIS, { replayBytes: config.EVENTS_REPLAY_BYTES });
   const health: Record<string, HealthCheck> = {
     etcd: { critical: false, check: () => etcd.maintenance.status() },
   };
