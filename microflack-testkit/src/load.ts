@@ -20,6 +20,7 @@
 // attempt failed.
 import http from 'node:http';
 import { backoffPolicy, retryDelays } from '@microflack/common';
+import { RESYNC_AGAIN_MS, RESYNC_OVERLAP_SECONDS } from '@microflack/common/contract/constants';
 import { io, type Socket } from 'socket.io-client';
 
 export const MAX_TRIES = 5;
@@ -433,7 +434,15 @@ export class LoadGenerator {
     });
     t.socket.on('connect', () => {
       t.connects++;
-      if (t.connects > 1) void this.resync(t);
+      if (t.connects === 1) return;
+      // As the browser client: now, and once more from the same point when every instance is sure
+      // to show what was written before the reconnect (a change shows through every instance
+      // within 1 s: an answer from memory can be that old, and the event of a write made then
+      // was missed while reconnecting).
+      const since = Math.max(0, t.newestSeen - RESYNC_OVERLAP_SECONDS);
+      void this.resync(t, since);
+      const again = setTimeout(() => void this.resync(t, since), RESYNC_AGAIN_MS);
+      again.unref();
     });
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error('socket did not connect')), 10000);
@@ -446,16 +455,16 @@ export class LoadGenerator {
     return t;
   }
 
-  /** Everything changed since a little before the newest update seen, following `next` pages. */
-  private async resync(t: TrackedSocket): Promise<void> {
-    let path: string | undefined =
-      `/api/messages?updated_since=${Math.max(0, t.newestSeen - 2)}&limit=200`;
+  /** Everything changed since `since`, following `next` pages. */
+  private async resync(t: TrackedSocket, since: number): Promise<void> {
+    if (this.stopped) return;
+    let path: string | undefined = `/api/messages?updated_since=${since}&limit=200`;
     while (path) {
       const res = await this.request(undefined, 'GET', path, {}, undefined, 200);
       if (!res) {
         if (this.stopped) return;
         // The reader tries again shortly, as the browser does on its next sync.
-        setTimeout(() => void this.resync(t), 1000);
+        setTimeout(() => void this.resync(t, since), 1000);
         return;
       }
       const page = res.body as { messages: Array<{ id: number }>; next?: string };

@@ -2,7 +2,12 @@
 // who is online and typing, react, delete, search; all kept current by Socket.IO (or, when the
 // page says so, by polling the REST API every second as the original did).
 import { io, type Socket } from 'socket.io-client';
-import { EVENTS, SOCKETIO_LOCATION } from '@microflack/common/contract/constants';
+import {
+  EVENTS,
+  RESYNC_AGAIN_MS,
+  RESYNC_OVERLAP_SECONDS,
+  SOCKETIO_LOCATION,
+} from '@microflack/common/contract/constants';
 import type {
   ClientToServerEvents,
   PostMessageAck,
@@ -37,9 +42,6 @@ import {
 const PING_INTERVAL_MS = 30000;
 const POLL_INTERVAL_MS = 1000;
 const ACK_TIMEOUT_MS = 8000;
-// Timestamps are whole seconds and `updated_since` is exclusive: asking again from a little before
-// the newest change seen cannot miss one made in the same second; duplicates merge by id.
-const SINCE_OVERLAP_SECONDS = 2;
 const TOKEN_KEY = 'microflack-token';
 const GENERAL = 1;
 const ROOMS_PAGE = 100;
@@ -150,8 +152,16 @@ function mergeMessages(list: Message[]): void {
   if (unknownAuthor) void syncUsers();
 }
 
+/**
+ * The second catch-up after a reconnect (RESYNC_AGAIN_MS later) asks from where the first did, not
+ * from the newest change seen since: what it is for is older than the events heard meanwhile.
+ */
+let catchUpFrom: { users?: number; messages?: number; room: number } | undefined;
+
 async function syncUsers(): Promise<void> {
-  const since = usersSeen === undefined ? undefined : usersSeen - SINCE_OVERLAP_SECONDS;
+  const seen =
+    usersSeen === undefined ? undefined : Math.min(usersSeen, catchUpFrom?.users ?? usersSeen);
+  const since = seen === undefined ? undefined : seen - RESYNC_OVERLAP_SECONDS;
   const res = await fetchList<User>('users', since, token);
   if (res.status === 401) return expired();
   mergeUsers(res.items);
@@ -171,7 +181,8 @@ async function syncMessages(): Promise<void> {
     scrollToBottom();
     return;
   }
-  const since = messagesSeen - SINCE_OVERLAP_SECONDS;
+  const from = catchUpFrom?.room === room ? catchUpFrom.messages : undefined;
+  const since = Math.min(messagesSeen, from ?? messagesSeen) - RESYNC_OVERLAP_SECONDS;
   const res = await fetchList<Message>('messages', since, token, {
     room_id: String(room),
     limit: '200',
@@ -899,8 +910,17 @@ if (mode === 'socketio') {
   socket.on('connect', () => {
     setStatus('');
     if (token) socket?.emit(EVENTS.pingUser, token);
-    // Whatever changed while disconnected, so a reader never misses a message.
+    // Whatever changed while disconnected, so a reader never misses a message: now, and again
+    // once every instance is sure to show what was written before (its event may have been missed
+    // during the reconnect, and an answer from memory can be up to a second behind).
+    const from = { users: usersSeen, messages: messagesSeen, room: currentRoom };
     void sync();
+    window.setTimeout(() => {
+      catchUpFrom = from;
+      void sync().finally(() => {
+        if (catchUpFrom === from) catchUpFrom = undefined;
+      });
+    }, RESYNC_AGAIN_MS);
   });
   socket.on('disconnect', () => setStatus('Reconnecting…'));
   socket.on(EVENTS.updatedModel, (data) => {

@@ -139,6 +139,22 @@ export const EVENTS = {
 
 export const MODEL_CLASSES = ['User', 'Message', 'Room'] as const;
 
+// ---- catching up after a reconnect (what a client that follows the events does)
+
+/**
+ * A reconnected client asks for what changed (`updated_since`) from this many seconds before the
+ * newest `updated_at` it had seen: timestamps are whole seconds and `updated_since` is exclusive,
+ * so a change made in the same second is not missed; duplicates merge by id.
+ */
+export const RESYNC_OVERLAP_SECONDS = 2;
+/**
+ * ...and once more, from the same point, this long after the reconnect: a change shows through
+ * every instance within 1 s (an answer from memory may be up to ANSWER_CACHE_MAX_AGE_MS old, and
+ * the other instances hear of a write through Redis), while its event may have been missed during
+ * the reconnect itself.
+ */
+export const RESYNC_AGAIN_MS = 1500;
+
 // ---- Socket.IO rooms (the gateway's groups of sockets, named here for services that emit to them)
 
 /** Every socket of one signed-in user that asked for rooms (a token in the handshake). */
