@@ -16,6 +16,7 @@ import {
   type KeyValue,
   type Watcher,
 } from '../src/etcd-gateway.js';
+import { startTcpProxy, type TcpProxy } from '@microflack/testkit';
 
 const ETCD_BIN = '/usr/bin/etcd';
 /** Every test is bounded; the slowest takes about 10 s. */
@@ -162,42 +163,6 @@ async function signal(m: Member, sig: 'SIGSTOP' | 'SIGCONT'): Promise<void> {
   await waitFor(`${m.name} ${sig}`, () => stopped() === (sig === 'SIGSTOP'), 2000);
 }
 
-/** A TCP proxy that can cut every connection and refuse new ones, then let them through again. */
-async function startProxy(targetPort: number) {
-  const sockets = new Set<net.Socket>();
-  let cut = false;
-  const server = net.createServer((client) => {
-    if (cut) return client.destroy();
-    const upstream = net.connect(targetPort, '127.0.0.1');
-    for (const s of [client, upstream]) {
-      sockets.add(s);
-      s.on('error', () => undefined);
-      s.on('close', () => {
-        sockets.delete(s);
-        client.destroy();
-        upstream.destroy();
-      });
-    }
-    client.pipe(upstream).pipe(client);
-  });
-  const port = await freePort();
-  await new Promise<void>((r) => server.listen(port, '127.0.0.1', r));
-  return {
-    url: `http://127.0.0.1:${port}`,
-    cut() {
-      cut = true;
-      for (const s of sockets) s.destroy();
-    },
-    restore() {
-      cut = false;
-    },
-    close() {
-      for (const s of sockets) s.destroy();
-      return new Promise<void>((r) => server.close(() => r()));
-    },
-  };
-}
-
 /** Everything a watcher emits, in order. */
 function record(w: Watcher) {
   const log = {
@@ -218,7 +183,7 @@ function record(w: Watcher) {
 
 describe('etcd gateway client, one member', { timeout: 120000 }, () => {
   let member: Member;
-  let proxy: Awaited<ReturnType<typeof startProxy>>;
+  let proxy: TcpProxy;
   let etcd: EtcdClient;
   // Through the proxy, for outages that leave etcd itself up.
   let viaProxy: EtcdClient;
@@ -226,7 +191,7 @@ describe('etcd gateway client, one member', { timeout: 120000 }, () => {
   before(async () => {
     member = await newMember('solo');
     await startMember(member, [member]);
-    proxy = await startProxy(member.client);
+    proxy = await startTcpProxy(member.client);
     etcd = new EtcdClient({ hosts: [member.url], callTimeoutMs: 1500 });
     viaProxy = new EtcdClient({
       hosts: [proxy.url],

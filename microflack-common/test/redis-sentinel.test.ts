@@ -3,14 +3,13 @@
 // every client (commands and subscriptions) to the new primary.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import net from 'node:net';
 import { Redis } from 'ioredis';
 import { parseConfig } from '../src/config.js';
 import { UserSchema, type User } from '../src/contract/index.js';
 import { createEvents, createRedis, redisTarget, ReplayBuffer } from '../src/events.js';
 import {
-  freePort,
   startRedis,
+  startTcpProxy,
   startSentinel,
   waitFor,
   type RedisServer,
@@ -60,51 +59,6 @@ function user(id: number): User {
       tokens: '/api/tokens',
     },
   });
-}
-
-/**
- * A TCP proxy in front of a Sentinel that can cut its connections and refuse new ones, or freeze
- * the open ones (as a network cut leaves them until TCP retransmits) while new ones go through.
- */
-async function cuttableProxy(targetPort: number) {
-  const sockets = new Set<net.Socket>();
-  let cut = false;
-  const server = net.createServer((client) => {
-    if (cut) return client.destroy();
-    const upstream = net.connect(targetPort, '127.0.0.1');
-    for (const s of [client, upstream]) {
-      sockets.add(s);
-      s.on('error', () => undefined);
-      s.on('close', () => {
-        sockets.delete(s);
-        client.destroy();
-        upstream.destroy();
-      });
-    }
-    client.pipe(upstream).pipe(client);
-  });
-  const port = await freePort();
-  await new Promise<void>((r) => server.listen(port, '127.0.0.1', r));
-  return {
-    port,
-    cut() {
-      cut = true;
-      for (const s of sockets) s.destroy();
-    },
-    restore() {
-      cut = false;
-    },
-    freeze() {
-      for (const s of sockets) {
-        s.unpipe();
-        s.pause();
-      }
-    },
-    close() {
-      for (const s of sockets) s.destroy();
-      return new Promise<void>((r) => server.close(() => r()));
-    },
-  };
 }
 
 describe('ReplayBuffer', () => {
@@ -283,7 +237,7 @@ describe('REDIS through Sentinels', () => {
     // The cluster test's hole: a publisher that cannot ask the Sentinels stays on its server after
     // a failover and its PUBLISHes reach no subscriber of the new primary. Here the publisher's
     // Sentinel is behind a proxy that is cut while the failover happens.
-    const proxy = await cuttableProxy(sentinel.port);
+    const proxy = await startTcpProxy(sentinel.port);
     const s = new Redis({ port: sentinel.port, host: '127.0.0.1' });
     clients.push(s);
     const primaryNow = async () =>
@@ -343,7 +297,7 @@ describe('REDIS through Sentinels', () => {
   it('asks a Sentinel that stops answering on a new connection', async () => {
     // After a network cut heals, a connection that was open through it stays 'ready' but carries
     // nothing until TCP's next retransmission, seconds later: the primary check must not wait.
-    const proxy = await cuttableProxy(sentinel.port);
+    const proxy = await startTcpProxy(sentinel.port);
     const s = new Redis({ port: sentinel.port, host: '127.0.0.1' });
     clients.push(s);
     const primaryNow = async () =>

@@ -17,6 +17,7 @@ export * from './processes.js';
 export * from './service-process.js';
 export * from './routes.js';
 export * from './etcd-raw.js';
+export * from './tcp-proxy.js';
 
 export const TEST_JWT_SECRET_KEY = 'test-jwt-secret-key-0123456789abcdef';
 

@@ -1,0 +1,61 @@
+// A TCP proxy on 127.0.0.1 in front of a local port, for network faults without namespaces: cut
+// every connection and refuse new ones, or freeze the open ones while new ones go through.
+import net from 'node:net';
+import { freePort } from './processes.js';
+
+export interface TcpProxy {
+  port: number;
+  /** `http://127.0.0.1:<port>`. */
+  url: string;
+  /** Destroys every open connection and refuses new ones until restore(). */
+  cut(): void;
+  restore(): void;
+  /**
+   * The open connections stop carrying bytes (as after a network cut, until TCP retransmits) and
+   * stay open; new connections go through.
+   */
+  freeze(): void;
+  close(): Promise<void>;
+}
+
+export async function startTcpProxy(targetPort: number): Promise<TcpProxy> {
+  const sockets = new Set<net.Socket>();
+  let cut = false;
+  const server = net.createServer((client) => {
+    if (cut) return client.destroy();
+    const upstream = net.connect(targetPort, '127.0.0.1');
+    for (const s of [client, upstream]) {
+      sockets.add(s);
+      s.on('error', () => undefined);
+      s.on('close', () => {
+        sockets.delete(s);
+        client.destroy();
+        upstream.destroy();
+      });
+    }
+    client.pipe(upstream).pipe(client);
+  });
+  const port = await freePort();
+  await new Promise<void>((r) => server.listen(port, '127.0.0.1', r));
+  return {
+    port,
+    url: `http://127.0.0.1:${port}`,
+    cut() {
+      cut = true;
+      for (const s of sockets) s.destroy();
+    },
+    restore() {
+      cut = false;
+    },
+    freeze() {
+      for (const s of sockets) {
+        s.unpipe();
+        s.pause();
+      }
+    },
+    close() {
+      for (const s of sockets) s.destroy();
+      return new Promise<void>((r) => server.close(() => r()));
+    },
+  };
+}
