@@ -132,6 +132,8 @@ class Listener {
   readonly connected: Promise<void>;
   /** Called with each event frame (`42[...]`) after the connection. */
   onEvent: (frame: Buffer) => void = () => undefined;
+  /** The close code, once the connection closed (so a missed event says why). */
+  closedWith?: number;
 
   constructor(lb: string, localAddress?: string) {
     const url = new URL('/socket.io/?EIO=4&transport=websocket', lb);
@@ -147,7 +149,10 @@ class Listener {
         this.ws.terminate();
       };
       this.ws.once('error', (err) => fail(`websocket: ${err.message}`));
-      this.ws.once('close', (code) => fail(`closed (${code}) before connecting`));
+      this.ws.once('close', (code) => {
+        this.closedWith = code;
+        fail(`closed (${code}) before connecting`);
+      });
       this.ws.on('message', (data: Buffer) => {
         const type = data[0];
         if (type === 0x32 /* '2' ping */ && data.length === 1) this.ws.send('3');
@@ -200,14 +205,6 @@ export async function measureFanout(
   try {
     const connectStart = performance.now();
     let lastReport = 0;
-    sender = io(lb, { transports: ['websocket'], reconnection: false, timeout: 10000 });
-    const senderSocket = sender;
-    await new Promise<void>((resolve, reject) => {
-      senderSocket.once('connect', () => resolve());
-      senderSocket.once('connect_error', (err) =>
-        reject(new Error(`the sender could not connect: ${err}`)),
-      );
-    });
     for (let i = 0; i < clients; i += CONNECT_BATCH) {
       const batch = Array.from({ length: Math.min(CONNECT_BATCH, clients - i) }, () => {
         const i = listeners.length;
@@ -231,6 +228,28 @@ export async function measureFanout(
       }
     }
     const connectSeconds = Math.round((performance.now() - connectStart) / 100) / 10;
+    // The sender connects last, so that it is fresh when the posts start.
+    sender = io(lb, { transports: ['websocket'], reconnection: false, timeout: 10000 });
+    const senderSocket = sender;
+    let senderLost: string | undefined;
+    senderSocket.on('disconnect', (reason) => (senderLost = reason));
+    await new Promise<void>((resolve, reject) => {
+      senderSocket.once('connect', () => resolve());
+      senderSocket.once('connect_error', (err) =>
+        reject(new Error(`the sender could not connect: ${err}`)),
+      );
+    });
+    /** Why clients missed an event: their connections or the sender's closed, if they did. */
+    const whyMissed = () => {
+      const closed = new Map<number, number>();
+      for (const l of listeners) {
+        if (l.closedWith !== undefined)
+          closed.set(l.closedWith, (closed.get(l.closedWith) ?? 0) + 1);
+      }
+      const parts = [...closed].map(([code, n]) => `${n} closed with code ${code}`);
+      if (senderLost) parts.push(`the sender disconnected (${senderLost})`);
+      return parts.length > 0 ? ` (${parts.join('; ')})` : ' (every connection still open)';
+    };
     const delays: number[] = [];
     const firsts: number[] = [];
     const cpuBefore = [...cpuOf].map(([name, pid]) => [name, pid, cpuMs(pid)] as const);
@@ -245,7 +264,12 @@ export async function measureFanout(
       const t0 = performance.now();
       const allReceived = new Promise<void>((resolve, reject) => {
         const timer = setTimeout(
-          () => reject(new Error(`${pending} of ${listeners.length} clients missed the event`)),
+          () =>
+            reject(
+              new Error(
+                `${pending} of ${listeners.length} clients missed the event of post ${p + 1}${whyMissed()}`,
+              ),
+            ),
           POST_TIMEOUT_MS,
         );
         for (const l of listeners) {
