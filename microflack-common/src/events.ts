@@ -253,13 +253,8 @@ export class ReplayBuffer {
     if (this.maxBytes === 0) return;
     this.items.push({ at, channel, message });
     this.bytes += message.length;
-    let drop = 0;
-    while (this.bytes > this.maxBytes && drop < this.items.length) {
-      this.bytes -= (this.items[drop] as { message: string | Buffer }).message.length;
-      drop++;
-    }
+    const drop = this.dropOldestWhile(() => this.bytes > this.maxBytes);
     if (drop > 0) {
-      this.items.splice(0, drop);
       if (this.dropped === 0) {
         log.warn(
           { maxBytes: this.maxBytes },
@@ -272,16 +267,23 @@ export class ReplayBuffer {
 
   /** Forgets what was sent before `since`: it reached the primary. */
   confirmed(since: number): void {
-    let n = 0;
-    while (n < this.items.length && (this.items[n] as { at: number }).at < since) {
-      this.bytes -= (this.items[n] as { message: string | Buffer }).message.length;
-      n++;
-    }
-    if (n > 0) this.items.splice(0, n);
+    this.dropOldestWhile((item) => item.at < since);
     if (this.dropped > 0 && this.items.length === 0) {
       log.info({ dropped: this.dropped }, 'events confirmed on the primary again');
       this.dropped = 0;
     }
+  }
+
+  /** Forgets the oldest events while `more(oldest)` holds; how many it forgot. */
+  private dropOldestWhile(more: (oldest: { at: number }) => boolean): number {
+    let n = 0;
+    for (const item of this.items) {
+      if (!more(item)) break;
+      this.bytes -= item.message.length;
+      n++;
+    }
+    if (n > 0) this.items.splice(0, n);
+    return n;
   }
 
   /** Everything kept, oldest first, and forgets it (the caller sends it again). */

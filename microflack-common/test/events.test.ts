@@ -1,40 +1,11 @@
 import assert from 'node:assert/strict';
 import { before, describe, it } from 'node:test';
 import { io as connect, type Socket } from 'socket.io-client';
-import { MessageSchema, UserSchema, type Message, type User } from '../src/contract/index.js';
 import { createEvents, createRedis } from '../src/events.js';
+import { message, user } from './fixtures/models.js';
 import { registry } from '../src/metrics.js';
 import { sharedBackends, startRedis, startSentinel } from '@microflack/testkit';
 import { adapterServer } from '@microflack/testkit/socketio';
-
-function message(id: number, source: string): Message {
-  return MessageSchema.parse({
-    id,
-    created_at: 1,
-    updated_at: 1,
-    source,
-    html: `<p>${source}</p>`,
-    user_id: 1,
-    room_id: 1,
-    _links: { self: `/api/messages/${id}`, user: '/api/users/1' },
-  });
-}
-
-function user(id: number): User {
-  return UserSchema.parse({
-    id,
-    created_at: 1,
-    updated_at: 1,
-    nickname: `u${id}`,
-    last_seen_at: 1,
-    online: true,
-    _links: {
-      self: `/api/users/${id}`,
-      messages: `/api/messages?user_id=${id}`,
-      tokens: '/api/tokens',
-    },
-  });
-}
 
 function nextEvent(socket: Socket, name: string, timeoutMs = 3000): Promise<unknown> {
   return new Promise((resolve, reject) => {

@@ -5,7 +5,6 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
 import { parseConfig } from '../src/config.js';
-import { UserSchema, type User } from '../src/contract/index.js';
 import { createEvents, createRedis, redisTarget, ReplayBuffer } from '../src/events.js';
 import {
   startRedis,
@@ -16,6 +15,7 @@ import {
   type SentinelServer,
 } from '@microflack/testkit';
 import { subscribe } from '@microflack/testkit/socketio';
+import { user } from './fixtures/models.js';
 
 /** GET on one server, with a connection of its own. */
 async function getOn(port: number, key: string): Promise<string | null> {
@@ -43,22 +43,6 @@ async function replicaReady(port: number): Promise<boolean> {
   } finally {
     s.disconnect();
   }
-}
-
-function user(id: number): User {
-  return UserSchema.parse({
-    id,
-    created_at: 1,
-    updated_at: 1,
-    nickname: `replayed${id}`,
-    last_seen_at: 1,
-    online: true,
-    _links: {
-      self: `/api/users/${id}`,
-      messages: `/api/messages?user_id=${id}`,
-      tokens: '/api/tokens',
-    },
-  });
 }
 
 describe('ReplayBuffer', () => {
@@ -94,6 +78,26 @@ describe('REDIS through Sentinels', () => {
   let replica: RedisServer;
   let sentinel: SentinelServer;
   const clients: Redis[] = [];
+  /** The test's own connection to the Sentinel. */
+  let sentinelClient: Redis;
+
+  /** The port of the primary the Sentinel names now. */
+  const primaryNow = async () =>
+    ((await sentinelClient.call('SENTINEL', 'GET-MASTER-ADDR-BY-NAME', 'mf')) as string[])[1];
+
+  /** Has the Sentinel fail over, once it sees the replica in sync; the new primary's port. */
+  async function failover(): Promise<number> {
+    const before = await primaryNow();
+    await waitFor('replication to settle', () => replicaReady(sentinel.port), 15000, 200);
+    await sentinelClient.call('SENTINEL', 'FAILOVER', 'mf');
+    await waitFor(
+      'the Sentinel to name the other server',
+      async () => (await primaryNow()) !== before,
+      15000,
+      100,
+    );
+    return Number(await primaryNow());
+  }
 
   before(async () => {
     [primary, replica] = await Promise.all([startRedis(), startRedis()]);
@@ -105,6 +109,8 @@ describe('REDIS through Sentinels', () => {
     admin.disconnect();
     sentinel = await startSentinel(primary.port);
     await waitFor('the Sentinel to see the replica', () => replicaReady(sentinel.port), 15000);
+    sentinelClient = new Redis({ port: sentinel.port, host: '127.0.0.1' });
+    clients.push(sentinelClient);
   });
 
   after(async () => {
@@ -145,18 +151,7 @@ describe('REDIS through Sentinels', () => {
 
     // A failover while the old primary stays up: nothing closes the clients' connections to it
     // but the Sentinel's clean-up of the demoted server and the clients' own check.
-    const s = new Redis({ port: sentinel.port, host: '127.0.0.1' });
-    clients.push(s);
-    await waitFor('a replica the Sentinel would promote', () => replicaReady(sentinel.port), 15000);
-    await s.call('SENTINEL', 'FAILOVER', 'mf');
-    await waitFor(
-      'the Sentinel to name the replica',
-      async () =>
-        ((await s.call('SENTINEL', 'GET-MASTER-ADDR-BY-NAME', 'mf')) as string[])[1] ===
-        String(replica.port),
-      15000,
-      100,
-    );
+    assert.equal(await failover(), replica.port, 'the Sentinel names the replica');
     const t0 = Date.now();
     await waitFor(
       'the client to write to the new primary',
@@ -187,11 +182,6 @@ describe('REDIS through Sentinels', () => {
     // Only the clients' own check can notice (the default; ioredis's failover detector is off, since
     // it could end a reconnecting client for good), as for an old primary that comes back and is
     // made a replica while clients are connected to it.
-    const s = new Redis({ port: sentinel.port, host: '127.0.0.1' });
-    clients.push(s);
-    const primaryNow = async () =>
-      ((await s.call('SENTINEL', 'GET-MASTER-ADDR-BY-NAME', 'mf')) as string[])[1];
-    const before = await primaryNow();
     const cmd = createRedis(sentinel.url, { failoverDetector: false });
     const sub = createRedis(sentinel.url, { failoverDetector: false });
     clients.push(cmd, sub);
@@ -199,16 +189,8 @@ describe('REDIS through Sentinels', () => {
     await sub.subscribe('mf-test-2');
     sub.on('message', (_ch: string, m: string) => got.push(m));
     await cmd.set('x', '1');
-    await waitFor('replication to settle', () => replicaReady(sentinel.port), 15000, 200);
-    await s.call('SENTINEL', 'FAILOVER', 'mf');
-    await waitFor(
-      'the Sentinel to name the other server',
-      async () => (await primaryNow()) !== before,
-      15000,
-      100,
-    );
+    const newPort = await failover();
     const t0 = Date.now();
-    const newPort = Number(await primaryNow());
     const direct = new Redis({ port: newPort, host: '127.0.0.1' });
     clients.push(direct);
     await waitFor(
@@ -238,10 +220,6 @@ describe('REDIS through Sentinels', () => {
     // a failover and its PUBLISHes reach no subscriber of the new primary. Here the publisher's
     // Sentinel is behind a proxy that is cut while the failover happens.
     const proxy = await startTcpProxy(sentinel.port);
-    const s = new Redis({ port: sentinel.port, host: '127.0.0.1' });
-    clients.push(s);
-    const primaryNow = async () =>
-      ((await s.call('SENTINEL', 'GET-MASTER-ADDR-BY-NAME', 'mf')) as string[])[1];
     const events = createEvents(`sentinel://127.0.0.1:${proxy.port}/mf`);
     let onNew: Awaited<ReturnType<typeof subscribe>> | undefined;
     try {
@@ -256,15 +234,7 @@ describe('REDIS through Sentinels', () => {
         await onOld.close();
       }
       proxy.cut();
-      await waitFor('replication to settle', () => replicaReady(sentinel.port), 15000, 200);
-      await s.call('SENTINEL', 'FAILOVER', 'mf');
-      await waitFor(
-        'the Sentinel to name the other server',
-        async () => (await primaryNow()) !== before,
-        15000,
-        100,
-      );
-      onNew = await subscribe(`127.0.0.1:${await primaryNow()}`);
+      onNew = await subscribe(`127.0.0.1:${await failover()}`);
       for (const id of [2, 3, 4]) events.emitUpdatedModel('User', user(id));
       // Sent to the old server: nobody on the new primary hears them.
       await new Promise((r) => setTimeout(r, 1500));
@@ -298,27 +268,14 @@ describe('REDIS through Sentinels', () => {
     // After a network cut heals, a connection that was open through it stays 'ready' but carries
     // nothing until TCP's next retransmission, seconds later: the primary check must not wait.
     const proxy = await startTcpProxy(sentinel.port);
-    const s = new Redis({ port: sentinel.port, host: '127.0.0.1' });
-    clients.push(s);
-    const primaryNow = async () =>
-      ((await s.call('SENTINEL', 'GET-MASTER-ADDR-BY-NAME', 'mf')) as string[])[1];
     const cmd = createRedis(`sentinel://127.0.0.1:${proxy.port}/mf`);
     clients.push(cmd);
     try {
-      const before = await primaryNow();
       await cmd.set('frozen', '1');
       // The check has its Sentinel connection open (it asks every second).
       await new Promise((r) => setTimeout(r, 1500));
       proxy.freeze();
-      await waitFor('replication to settle', () => replicaReady(sentinel.port), 15000, 200);
-      await s.call('SENTINEL', 'FAILOVER', 'mf');
-      await waitFor(
-        'the Sentinel to name the other server',
-        async () => (await primaryNow()) !== before,
-        15000,
-        100,
-      );
-      const newPort = Number(await primaryNow());
+      const newPort = await failover();
       await waitFor(
         'the client to be on the new primary',
         async () =>
