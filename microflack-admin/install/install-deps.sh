@@ -96,7 +96,9 @@ if [ "${#missing[@]}" -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   "${sudo[@]}" apt-get update -q
   for pkg in "${missing[@]}"; do
-    if ! apt-cache policy "$pkg" 2>/dev/null | grep -q 'Candidate: [^(]'; then
+    # Not `grep -q`: it leaves at the first match, apt-cache then dies of SIGPIPE (141), and under
+    # pipefail every package looked missing on a fresh machine.
+    if ! apt-cache policy "$pkg" 2>/dev/null | grep 'Candidate: [^(]' >/dev/null; then
       case "$pkg" in
         kubectl)
           # Debian 12's kubernetes-client is kubectl 1.20, whose kustomize (v2) cannot read the

@@ -81,4 +81,45 @@ describe('install-deps.sh', () => {
     });
     assert.equal(run.status, 0, run.stderr);
   });
+
+  it('installs a missing program from its Debian package, asking apt for it', () => {
+    // What a fresh machine does: shellcheck missing, so the script asks the real apt-cache for the
+    // package and apt-get to install it. apt-get only records what it was asked (no network here);
+    // apt-cache is the real one, whose output reaches the script in several writes, so a check that
+    // stops reading early must not make the package look missing (CI was red on that).
+    // A PATH holding every program of this machine's /usr/bin and Node's but shellcheck, with an
+    // apt-get and a sudo of the test's own.
+    const bin = tempDir('path');
+    for (const dir of new Set([
+      '/usr/bin',
+      path.dirname(which('node')!),
+      path.dirname(which('npm')!),
+    ]))
+      for (const p of fs.readdirSync(dir))
+        if (!['shellcheck', 'apt-get', 'sudo'].includes(p) && !fs.existsSync(path.join(bin, p)))
+          fs.symlinkSync(path.join(dir, p), path.join(bin, p));
+    const asked = path.join(tempDir('apt'), 'asked');
+    fs.writeFileSync(
+      path.join(bin, 'apt-get'),
+      `#!${which('bash')}\nprintf '%s\\n' "$*" >>${JSON.stringify(asked)}\n`,
+      // 'wx': a new file, never written through a link to the real apt-get.
+      { mode: 0o755, flag: 'wx' },
+    );
+    // Run as another user, the script asks sudo: here it runs the command as it is.
+    fs.writeFileSync(path.join(bin, 'sudo'), `#!${which('bash')}\nexec "$@"\n`, {
+      mode: 0o755,
+      flag: 'wx',
+    });
+    assert.ok(which('apt-cache'), 'apt-cache is on this Debian machine');
+    const r = spawnSync(which('bash')!, [script, '--for', 'test', '--no-build'], {
+      encoding: 'utf8',
+      env: { ...process.env, PATH: bin },
+    });
+    assert.doesNotMatch(r.stderr, /no apt package/);
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, /installing system packages: shellcheck\n/);
+    const lines = fs.readFileSync(asked, 'utf8').trim().split('\n');
+    assert.equal(lines[0], 'update -q');
+    assert.equal(lines[1], 'install -y -q --no-install-recommends shellcheck');
+  });
 });

@@ -62,6 +62,23 @@ function processesUsing(dir: string): string[] {
   return found;
 }
 
+/** Every shell script of microflack-admin: the mf* scripts, the install and image scripts, the cluster's. */
+function shellScripts(): string[] {
+  return [
+    ...fs.readdirSync(bin).map((f) => path.join(bin, f)),
+    ...['install', 'images'].flatMap((dir) =>
+      fs
+        .readdirSync(path.join(admin, dir))
+        .filter((f) => f.endsWith('.sh'))
+        .map((f) => path.join(admin, dir, f)),
+    ),
+    path.join(admin, 'cluster', 'galera-start.sh'),
+    ...fs
+      .readdirSync(path.join(admin, 'cluster', 'sst-bin'))
+      .map((f) => path.join(admin, 'cluster', 'sst-bin', f)),
+  ];
+}
+
 describe('mf* scripts: --help and misuse', () => {
   const scratch = tempDir('nohome');
   const env = { MICROFLACK_HOME: path.join(scratch, 'none'), MICROFLACK_PORT: '1' };
@@ -139,19 +156,7 @@ describe('mf* scripts: --help and misuse', () => {
   });
 
   it('passes shellcheck', async () => {
-    const files = [
-      ...fs.readdirSync(bin).map((f) => path.join(bin, f)),
-      ...['install', 'images'].flatMap((dir) =>
-        fs
-          .readdirSync(path.join(admin, dir))
-          .filter((f) => f.endsWith('.sh'))
-          .map((f) => path.join(admin, dir, f)),
-      ),
-      path.join(admin, 'cluster', 'galera-start.sh'),
-      ...fs
-        .readdirSync(path.join(admin, 'cluster', 'sst-bin'))
-        .map((f) => path.join(admin, 'cluster', 'sst-bin', f)),
-    ];
+    const files = shellScripts();
     const r = await new Promise<Result>((resolve) => {
       const child = spawn('shellcheck', files, { cwd: path.dirname(admin) });
       let stdout = '';
@@ -159,6 +164,22 @@ describe('mf* scripts: --help and misuse', () => {
       child.on('close', (code) => resolve({ code, stdout, stderr: '' }));
     });
     assert.equal(r.code, 0, r.stdout);
+  });
+
+  it('never makes a pipe in a condition stop reading early (pipefail would fail it)', () => {
+    // `cmd | grep -q x` leaves at the first match; cmd then dies of SIGPIPE (141) and, under
+    // pipefail, the condition is false although x was there (every apt package looked missing).
+    const offenders = shellScripts().flatMap((file) =>
+      fs
+        .readFileSync(file, 'utf8')
+        .split('\n')
+        .map((line, i) => ({ line, at: `${path.relative(admin, file)}:${i + 1}` }))
+        .filter(
+          ({ line }) => /\|\s*grep\s+-[a-zA-Z]*q/.test(line) && !line.trimStart().startsWith('#'),
+        )
+        .map(({ at, line }) => `${at}: ${line.trim()}`),
+    );
+    assert.deepEqual(offenders, []);
   });
 });
 
