@@ -6,6 +6,7 @@ import { io, type Socket } from 'socket.io-client';
 import WebSocket from 'ws';
 import { createEtcd, EVENTS, register, serviceKeysPrefix } from '@microflack/common';
 import { waitRouted } from './ceilings.js';
+import { netCounters, netDelta, type NetCounters } from './netstat.js';
 import type { Api } from './seed.js';
 
 export interface Spread {
@@ -100,6 +101,9 @@ export interface Fanout extends Spread {
   cpuMsPerPost: Record<string, number>;
   /** Each post's time to the last client, in order (where an outlier fell). */
   postsMs: number[];
+  /** The kernel's retransmits and input-backlog drops during each post, in the same order
+   * (a slow post with drops waited on TCP's retransmission timeout); absent where /proc is not. */
+  postsNet?: NetCounters[];
 }
 
 /** CPU time (user + system) of a process so far, in ms; undefined if it is gone. */
@@ -252,6 +256,7 @@ export async function measureFanout(
     };
     const delays: number[] = [];
     const firsts: number[] = [];
+    const nets: (NetCounters | undefined)[] = [];
     const cpuBefore = [...cpuOf].map(([name, pid]) => [name, pid, cpuMs(pid)] as const);
     const selfBefore = process.cpuUsage();
     const eventPrefix = Buffer.from(`42[${JSON.stringify(EVENTS.updatedModel)},`);
@@ -261,6 +266,7 @@ export async function measureFanout(
       const needle = Buffer.from(`"source":${JSON.stringify(source)}`);
       let pending = listeners.length;
       let first: number | undefined;
+      const netBefore = netCounters();
       const t0 = performance.now();
       const allReceived = new Promise<void>((resolve, reject) => {
         const timer = setTimeout(
@@ -297,6 +303,7 @@ export async function measureFanout(
       await Promise.race([allReceived, posted]);
       delays.push(performance.now() - t0);
       firsts.push(first ?? 0);
+      nets.push(netDelta(netBefore, netCounters()));
     }
     const self = process.cpuUsage(selfBefore);
     const cpuMsPerPost: Record<string, number> = {
@@ -314,6 +321,7 @@ export async function measureFanout(
       connectSeconds,
       cpuMsPerPost,
       postsMs: delays.map((d) => Math.round(d)),
+      ...(nets.every((n) => n !== undefined) ? { postsNet: nets as NetCounters[] } : {}),
     };
   } finally {
     sender?.close();

@@ -18,6 +18,7 @@ import {
   type Spread,
 } from './live.js';
 import { runLoad, type LoadResult } from './load.js';
+import { netdevMaxBacklog, type NetCounters } from './netstat.js';
 import { ADMIN_DIR, bringUp, openFiles, privateMb, rssMb, type Platform } from './platform.js';
 import { createApi, seed, seedUsers, waitSettled, type Api, type Seeded } from './seed.js';
 
@@ -491,6 +492,27 @@ function logFanout(f: Fanout): void {
   console.log(
     `    first client p50 ${f.first.p50Ms} ms, last p50 ${f.p50Ms} ms; CPU ms a post: ${cpu}`,
   );
+  const net = fanoutNet(f);
+  if (net) console.log(`    ${net}`);
+}
+
+/**
+ * What the kernel did on the wire during a fan-out's posts, and the slowest post's share: a post
+ * held up by a dropped packet waits for TCP's retransmission timeout (200 ms, doubling), which no
+ * work of the platform's explains.
+ */
+function fanoutNet(f: Fanout): string | undefined {
+  if (!f.postsNet) return undefined;
+  const sum = (k: keyof NetCounters) => f.postsNet?.reduce((n, x) => n + x[k], 0) ?? 0;
+  const slowest = f.postsMs.indexOf(Math.max(...f.postsMs));
+  const s = f.postsNet[slowest];
+  const backlog = netdevMaxBacklog();
+  return (
+    `kernel during the ${f.postsMs.length} posts: ${sum('retransSegs')} TCP segments sent again ` +
+    `(${sum('timeouts')} retransmission timeouts), ${sum('backlogDrops')} packets dropped at a full input backlog` +
+    `${backlog ? ` (net.core.netdev_max_backlog ${backlog})` : ''}; slowest post ${f.postsMs[slowest]} ms ` +
+    `with ${s?.retransSegs ?? 0} sent again (${s?.timeouts ?? 0} timeouts) and ${s?.backlogDrops ?? 0} dropped`
+  );
 }
 
 /** The processes a fan-out's CPU is counted for: the socketio instances and HAProxy's workers. */
@@ -677,6 +699,8 @@ function report(results: Record<string, unknown>): void {
     liveNotes.push(
       `Fan-out to ${f.clients}${f.direct ? ` straight to ${f.direct} gateway(s)` : ''}: first client p50 ${f.first.p50Ms} ms, last p50 ${f.p50Ms} ms; CPU ms a post: ${cpu}.`,
     );
+    const net = fanoutNet(f);
+    if (net) liveNotes.push(`Fan-out to ${f.clients}: ${net}.`);
   }
   // Where a write's time goes, and what the machine's cores allow at that cost.
   const cores = (results.machine as ReturnType<typeof machine>).cores;

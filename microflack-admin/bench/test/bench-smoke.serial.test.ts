@@ -83,7 +83,19 @@ describe('mfbench --smoke', () => {
         `the first client is no later than the last: ${f.clients}`,
       );
       assert.ok(f.cpuMsPerPost['bench (clients)'] >= 0);
+      // Each post's time, and what the kernel retransmitted and dropped during it (Linux /proc).
+      assert.equal(f.postsMs.length, 5);
+      assert.equal(f.postsNet.length, 5);
+      for (const n of f.postsNet) {
+        assert.ok(Number.isInteger(n.retransSegs) && n.retransSegs >= 0, JSON.stringify(n));
+        assert.ok(Number.isInteger(n.backlogDrops) && n.backlogDrops >= 0, JSON.stringify(n));
+        assert.ok(Number.isInteger(n.timeouts) && n.timeouts >= 0, JSON.stringify(n));
+      }
     }
+    assert.match(
+      output,
+      /kernel during the 5 posts: \d+ TCP segments sent again \(\d+ retransmission timeouts\), \d+ packets dropped/,
+    );
     // A keypress in one Chromium page to the text on the other's, 1,000 messages on its screen,
     // each new message one node added and none replaced (no whole-list re-render).
     const browser = results.live.browser;
