@@ -393,6 +393,8 @@ interface Live {
   registration?: Spread;
   browser?: BrowserLive;
   fanout?: FanoutRow[];
+  /** Fan-out sizes that could not be measured, and why (the other steps go on). */
+  fanoutFailed?: Array<{ what: string; error: string }>;
 }
 
 /** Revocation everywhere, registration to first routed request, a keypress to another browser's
@@ -429,6 +431,7 @@ async function measureLivePaths(run: Run): Promise<Live> {
   }
   if (runs('fanout')) {
     const fanout: FanoutRow[] = [];
+    const failed: Array<{ what: string; error: string }> = [];
     for (const asked of fanoutClients) {
       await waitSettled(api);
       const room = await fanoutRoom(platform);
@@ -440,16 +443,13 @@ async function measureLivePaths(run: Run): Promise<Live> {
         console.log(`    ${asked} clients do not fit: ${room.reason}; measuring ${clients}`);
       }
       step(`live paths: post_message to updated_model at ${clients} clients`);
-      const row: FanoutRow = await measureFanout(
-        platform.lb,
-        seeded.token,
-        clients,
-        smoke ? 5 : 30,
-        await cpuPids(platform),
+      const row = await fanoutOrFailure(`fanout to ${clients} clients`, failed, async () =>
+        measureFanout(platform.lb, seeded.token, clients, smoke ? 5 : 30, await cpuPids(platform)),
       );
-      logFanout(row);
-      if (clients !== asked) Object.assign(row, { asked, limitedBy: room?.reason });
-      fanout.push(row);
+      if (row) {
+        if (clients !== asked) Object.assign(row, { asked, limitedBy: room?.reason });
+        fanout.push(row);
+      }
       // HAProxy's descriptors cap the clients through the LB below what was asked: the gateways'
       // own fan-out at the full count, the clients connected to them straight (no LB between).
       let gateways = clients !== asked && room?.lb ? await gatewayUrls(platform) : [];
@@ -467,21 +467,46 @@ async function measureLivePaths(run: Run): Promise<Live> {
         step(
           `live paths: post_message to updated_model at ${asked} clients, straight to the gateways`,
         );
-        const straight: FanoutRow = await measureFanout(
-          platform.lb,
-          seeded.token,
-          asked,
-          smoke ? 5 : 30,
-          await cpuPids(platform),
-          gateways,
+        const what = `fanout to ${asked} clients straight to the gateways`;
+        const straight = await fanoutOrFailure(what, failed, async () =>
+          measureFanout(
+            platform.lb,
+            seeded.token,
+            asked,
+            smoke ? 5 : 30,
+            await cpuPids(platform),
+            gateways,
+          ),
         );
-        logFanout(straight);
-        fanout.push({ ...straight, direct: gateways.length });
+        if (straight) fanout.push({ ...straight, direct: gateways.length });
       }
     }
     live.fanout = fanout;
+    if (failed.length > 0) live.fanoutFailed = failed;
   }
   return live;
+}
+
+/**
+ * One fan-out measured and logged, or its failure recorded (and said) so that the run goes on: a
+ * size that cannot be measured on this machine this time is a finding of the report, not a reason
+ * to lose every other figure of a half-hour run.
+ */
+async function fanoutOrFailure(
+  what: string,
+  failed: Array<{ what: string; error: string }>,
+  measure: () => Promise<Fanout>,
+): Promise<FanoutRow | undefined> {
+  try {
+    const row = await measure();
+    logFanout(row);
+    return row;
+  } catch (err) {
+    const error = (err as Error).message;
+    console.log(`    ${what} failed: ${error}`);
+    failed.push({ what, error });
+    return undefined;
+  }
 }
 
 /** A fan-out's result as the run goes: first and last client, and where its CPU went. */
@@ -492,8 +517,15 @@ function logFanout(f: Fanout): void {
   console.log(
     `    first client p50 ${f.first.p50Ms} ms, last p50 ${f.p50Ms} ms; CPU ms a post: ${cpu}`,
   );
+  console.log(`    ${connectedIn(f)}`);
   const net = fanoutNet(f);
   if (net) console.log(`    ${net}`);
+}
+
+/** How long the clients took to connect, and how many handshakes were tried again. */
+function connectedIn(f: Fanout): string {
+  const retries = f.connectRetries > 0 ? `, ${f.connectRetries} handshakes tried again` : '';
+  return `${f.clients} clients connected in ${f.connectSeconds} s${retries}`;
 }
 
 /**
@@ -691,6 +723,10 @@ function report(results: Record<string, unknown>): void {
       : '';
     liveRow(`fanout to ${f.clients} clients${how}${asked}, one Node process receiving all`, f);
   }
+  for (const f of live.fanoutFailed ?? []) {
+    liveLines.push(`| ${f.what}: failed (below) | - | - | - | 0 |`);
+    liveNotes.push(`The ${f.what} failed: ${f.error}.`);
+  }
   // Where a large fan-out's time goes: every process involved shares the machine's cores.
   for (const f of (live.fanout ?? []).filter((x) => x.clients >= 1000)) {
     const cpu = Object.entries(f.cpuMsPerPost)
@@ -700,7 +736,7 @@ function report(results: Record<string, unknown>): void {
       `Fan-out to ${f.clients}${f.direct ? ` straight to ${f.direct} gateway(s)` : ''}: first client p50 ${f.first.p50Ms} ms, last p50 ${f.p50Ms} ms; CPU ms a post: ${cpu}.`,
     );
     const net = fanoutNet(f);
-    if (net) liveNotes.push(`Fan-out to ${f.clients}: ${net}.`);
+    if (net) liveNotes.push(`Fan-out to ${f.clients}: ${net}; ${connectedIn(f)}.`);
   }
   // Where a write's time goes, and what the machine's cores allow at that cost.
   const cores = (results.machine as ReturnType<typeof machine>).cores;

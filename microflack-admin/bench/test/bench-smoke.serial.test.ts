@@ -85,6 +85,7 @@ describe('mfbench --smoke', () => {
       assert.ok(f.cpuMsPerPost['bench (clients)'] >= 0);
       // Each post's time, and what the kernel retransmitted and dropped during it (Linux /proc).
       assert.equal(f.postsMs.length, 5);
+      assert.ok(Number.isInteger(f.connectRetries) && f.connectRetries >= 0);
       assert.equal(f.postsNet.length, 5);
       for (const n of f.postsNet) {
         assert.ok(Number.isInteger(n.retransSegs) && n.retransSegs >= 0, JSON.stringify(n));
