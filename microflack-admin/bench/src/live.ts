@@ -4,7 +4,14 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { io, type Socket } from 'socket.io-client';
 import WebSocket from 'ws';
-import { createEtcd, EVENTS, register, serviceKeysPrefix } from '@microflack/common';
+import {
+  backoffPolicy,
+  createEtcd,
+  EVENTS,
+  register,
+  retryPolicy,
+  serviceKeysPrefix,
+} from '@microflack/common';
 import { waitRouted } from './ceilings.js';
 import { netCounters, netDelta, type NetCounters } from './netstat.js';
 import type { Api } from './seed.js';
@@ -126,9 +133,10 @@ const CONNECT_BATCH = 100;
 /** Tries a client gets to connect: with thousands of sockets on 2 shared cores, a rare handshake
  * outlasts its 10 s, or HAProxy answers 503 while its check of the busy gateway is late (two full
  * runs failed so, at client 8,055 and 6,401 of 9,500), and a real client would try again after a
- * pause, as socket.io-client does (1 s, doubling); the retries are counted in the result. */
+ * pause, as socket.io-client does (about 1 s, doubling); the retries are counted in the result. */
 const CONNECT_TRIES = 4;
-const CONNECT_RETRY_FIRST_MS = 1000;
+/** The platform's retry schedule (jittered, doubling) with socket.io-client's first delay, 1 s. */
+const CONNECT_BACKOFF = backoffPolicy('fan-out client connect', 1000, 4000);
 /** One post reaches every client within this, or the run fails (10,000 events take well under 1 s
  * to send and to read on 2 cores: 10 s means lost events, not a slow machine). */
 const POST_TIMEOUT_MS = 10000;
@@ -218,27 +226,24 @@ export async function measureFanout(
     const connectStart = performance.now();
     let lastReport = 0;
     let connectRetries = 0;
+    const retries = retryPolicy(CONNECT_BACKOFF, { maxAttempts: CONNECT_TRIES - 1 });
+    retries.onRetry(() => connectRetries++);
     /** Client `i`, connected: tried again, as a real client would, if its handshake fails. */
     const connect = async (i: number): Promise<void> => {
-      for (let attempt = 1; ; attempt++) {
-        const l =
-          direct.length > 0
-            ? new Listener(direct[i % direct.length] as string)
-            : new Listener(lb, sourceAddress(lb, i));
-        listeners[i] = l;
-        try {
-          await l.connected;
-          return;
-        } catch (err) {
-          if (attempt >= CONNECT_TRIES) {
-            throw new Error(
-              `client ${i + 1} of ${clients} could not connect in ${attempt} tries: ${(err as Error).message}`,
-              { cause: err },
-            );
-          }
-          connectRetries++;
-          await new Promise((r) => setTimeout(r, CONNECT_RETRY_FIRST_MS * 2 ** (attempt - 1)));
-        }
+      try {
+        await retries.execute(() => {
+          const l =
+            direct.length > 0
+              ? new Listener(direct[i % direct.length] as string)
+              : new Listener(lb, sourceAddress(lb, i));
+          listeners[i] = l;
+          return l.connected;
+        });
+      } catch (err) {
+        throw new Error(
+          `client ${i + 1} of ${clients} could not connect in ${CONNECT_TRIES} tries: ${(err as Error).message}`,
+          { cause: err },
+        );
       }
     };
     for (let i = 0; i < clients; i += CONNECT_BATCH) {

@@ -388,13 +388,19 @@ async function measureSignIn(run: Run): Promise<void> {
 /** `direct`: the clients connected straight to this many gateways, not through the LB. */
 type FanoutRow = Fanout & { asked?: number; limitedBy?: string; direct?: number };
 
+/** A fan-out size that could not be measured, and why. */
+interface FanoutFailure {
+  what: string;
+  error: string;
+}
+
 interface Live {
   revocation?: Spread;
   registration?: Spread;
   browser?: BrowserLive;
   fanout?: FanoutRow[];
   /** Fan-out sizes that could not be measured, and why (the other steps go on). */
-  fanoutFailed?: Array<{ what: string; error: string }>;
+  fanoutFailed?: FanoutFailure[];
 }
 
 /** Revocation everywhere, registration to first routed request, a keypress to another browser's
@@ -431,7 +437,7 @@ async function measureLivePaths(run: Run): Promise<Live> {
   }
   if (runs('fanout')) {
     const fanout: FanoutRow[] = [];
-    const failed: Array<{ what: string; error: string }> = [];
+    const failed: FanoutFailure[] = [];
     for (const asked of fanoutClients) {
       await waitSettled(api);
       const room = await fanoutRoom(platform);
@@ -494,7 +500,7 @@ async function measureLivePaths(run: Run): Promise<Live> {
  */
 async function fanoutOrFailure(
   what: string,
-  failed: Array<{ what: string; error: string }>,
+  failed: FanoutFailure[],
   measure: () => Promise<Fanout>,
 ): Promise<FanoutRow | undefined> {
   try {
