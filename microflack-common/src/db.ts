@@ -142,3 +142,9 @@ export function isDbUnavailable(err: unknown): boolean {
     ].includes(e?.code ?? '') || e?.fatal === true
   );
 }
+
+/** Whether an error is a unique index refusing a row (MariaDB or SQLite). */
+export function isUniqueViolation(err: unknown): boolean {
+  const code = (err as { code?: string })?.code;
+  return code === 'ER_DUP_ENTRY' || code === 'SQLITE_CONSTRAINT_UNIQUE';
+}

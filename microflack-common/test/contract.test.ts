@@ -105,6 +105,16 @@ describe('the contract', () => {
     assert.equal(first(PostMessageDataSchema, ['source']), 'message data must be an object');
     assert.equal(first(PostMessageDataSchema, null), 'message data must be an object');
     assert.equal(first(PostMessageDataSchema, {}), 'message source must be a string');
+    assert.equal(
+      first(PostMessageDataSchema, { source: 'hi', idempotency_key: 'k-1:a.b_c' }),
+      'ok',
+    );
+    for (const key of ['', 'a b', 'x'.repeat(65), 42]) {
+      assert.match(
+        String(first(PostMessageDataSchema, { source: 'hi', idempotency_key: key })),
+        /^idempotency_key must be 1 to 64/,
+      );
+    }
     // Other fields go on to the messages service, which decides about them.
     assert.deepEqual(PostMessageDataSchema.parse({ source: 'hi', extra: 1 }), {
       source: 'hi',

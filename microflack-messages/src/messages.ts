@@ -2,6 +2,7 @@
 import {
   isDbUnavailable,
   isMysql,
+  isUniqueViolation,
   roomSocketRoom,
   type Knex,
   type Message,
@@ -213,41 +214,91 @@ export async function searchKeys(
   return rows as MessageKey[];
 }
 
+/** What a new message is made of; `idempotency_key` is the poster's Idempotency-Key, if any. */
+export interface NewMessage {
+  source: string;
+  html: string;
+  user_id: number;
+  room_id: number;
+  preview_pending: boolean;
+  idempotency_key?: string | null;
+}
+
 /**
  * A new message with its mentions: one statement without mentions, else one transaction (a
- * message is never stored without the mentions its text makes).
+ * message is never stored without the mentions its text makes). With an Idempotency-Key that the
+ * poster already used, nothing is written: the answer is the message that key made, `replayed`.
  */
 export async function insertMessage(
   db: Knex,
-  m: { source: string; html: string; user_id: number; room_id: number; preview_pending: boolean },
-): Promise<MessageRow> {
+  m: NewMessage,
+): Promise<{ message: MessageRow; replayed: boolean }> {
+  // No lookup before the write (a round trip on every post for the rare one sent again): the
+  // unique index on (user_id, idempotency_key) refuses the second row, and then the first answers.
+  const key = m.idempotency_key ?? null;
   const now = nowSeconds();
-  const row = { ...m, created_at: now, updated_at: now };
-  const keys = mentionKeys(m.source);
-  const id =
-    keys.length === 0
-      ? isMysql(db)
-        ? await insertGrouped(db, row)
-        : await insertOne(db, row)
-      : await db.transaction(async (trx) => {
-          const [inserted] = await trx('messages').insert(row);
-          await trx('mentions').insert(mentionRows(keys, Number(inserted), m.room_id));
-          return Number(inserted);
-        });
-  return {
-    id,
-    created_at: now,
-    updated_at: now,
+  const row: InsertRow = {
     source: m.source,
     html: m.html,
     user_id: m.user_id,
     room_id: m.room_id,
-    deleted: false,
-    reactions: null,
+    preview_pending: m.preview_pending,
+    idempotency_key: key,
+    created_at: now,
+    updated_at: now,
+  };
+  const keys = mentionKeys(m.source);
+  let id: number;
+  try {
+    id =
+      keys.length === 0
+        ? isMysql(db)
+          ? await insertGrouped(db, row)
+          : await insertOne(db, row)
+        : await db.transaction(async (trx) => {
+            const [inserted] = await trx('messages').insert(row);
+            await trx('mentions').insert(mentionRows(keys, Number(inserted), m.room_id));
+            return Number(inserted);
+          });
+  } catch (err) {
+    // The same key sent twice at once: the other post made the message.
+    if (key === null || !isUniqueViolation(err)) throw err;
+    const earlier = await findByIdempotencyKey(db, m.user_id, key);
+    if (!earlier) throw err;
+    return { message: earlier, replayed: true };
+  }
+  return {
+    message: {
+      id,
+      created_at: now,
+      updated_at: now,
+      source: m.source,
+      html: m.html,
+      user_id: m.user_id,
+      room_id: m.room_id,
+      deleted: false,
+      reactions: null,
+    },
+    replayed: false,
   };
 }
 
-type InsertRow = Omit<MessageRow, 'id' | 'deleted' | 'reactions'> & { preview_pending: boolean };
+/** The message a user's post with this Idempotency-Key made, if any. */
+export async function findByIdempotencyKey(
+  db: Knex,
+  userId: number,
+  key: string,
+): Promise<MessageRow | undefined> {
+  return db<MessageRow>('messages')
+    .where('user_id', userId)
+    .andWhere('idempotency_key' as keyof MessageRow, key)
+    .first(...COLUMNS);
+}
+
+type InsertRow = Omit<MessageRow, 'id' | 'deleted' | 'reactions'> & {
+  preview_pending: boolean;
+  idempotency_key: string | null;
+};
 
 const INSERT_COLUMNS = [
   'source',
@@ -255,6 +306,7 @@ const INSERT_COLUMNS = [
   'user_id',
   'room_id',
   'preview_pending',
+  'idempotency_key',
   'created_at',
   'updated_at',
 ] as const satisfies ReadonlyArray<keyof InsertRow>;
@@ -276,8 +328,8 @@ const waiting = new WeakMap<Knex, Waiting[]>();
  * the database as one multi-row `INSERT ... RETURNING id`, so that a burst of posts costs one round
  * trip, one socket write each way and one commit instead of one per post. Each caller still gets
  * its own id, and its 201 only after the commit that holds its row. A statement the database refuses
- * wrote nothing (a statement is atomic): its rows are then written one by one, so that a row the
- * database refuses fails its own post only. A database that is unreachable fails the whole group
+ * wrote nothing (a statement is atomic): its rows are then written one by one, in order, so that a
+ * row the database refuses fails its own post only. A database that is unreachable fails the whole group
  * (503 to each): the statement may have committed before the connection was lost, and writing the
  * rows again could store them twice.
  * RETURNING gives the ids in the rows' order, whatever the auto-increment settings (Galera
@@ -319,8 +371,16 @@ async function sendGroup(db: Knex, group: Waiting[]): Promise<void> {
       return;
     }
     // Refused by the database (nothing of the statement was written): one row must not fail the
-    // others' posts, so each is written on its own, and only a row refused alone fails.
-    for (const w of group) insertOne(db, w.row).then(w.resolve, w.reject);
+    // others' posts, so each is written on its own, and only a row refused alone fails. One after
+    // the other, in the order the posts came, so that their ids keep that order (as the grouped
+    // statement's would have): a client's two quick posts must not swap places in the room.
+    for (const w of group) {
+      try {
+        w.resolve(await insertOne(db, w.row));
+      } catch (rowErr) {
+        w.reject(rowErr);
+      }
+    }
   }
 }
 

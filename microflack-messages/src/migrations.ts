@@ -1,5 +1,6 @@
 // The messages table, as the original's, plus the flag that makes link previews crash-safe; rooms,
-// their members and read markers, reactions, mentions and the full-text index (003).
+// their members and read markers, reactions, mentions and the full-text index (003); the poster's
+// Idempotency-Key (004).
 import { isMysql, type Migration } from '@microflack/common';
 
 export const migrations: Migration[] = [
@@ -190,6 +191,28 @@ export const migrations: Migration[] = [
       });
       await db.schema.dropTable('room_members');
       await db.schema.dropTable('rooms');
+    },
+  },
+  {
+    // The poster's Idempotency-Key: a post sent again (a retry after a lost answer, by the client,
+    // the gateway or HAProxy) finds the message the first one made instead of making a second.
+    // Unique per user; posts without a key leave it NULL, which a unique index never compares.
+    name: '004-idempotency-key',
+    async up(db) {
+      await db.schema.alterTable('messages', (t) => {
+        t.string('idempotency_key', 64).nullable();
+      });
+      await db.schema.alterTable('messages', (t) => {
+        t.unique(['user_id', 'idempotency_key'], { indexName: 'messages_user_idempotency_key' });
+      });
+    },
+    async down(db) {
+      await db.schema.alterTable('messages', (t) => {
+        t.dropUnique(['user_id', 'idempotency_key'], 'messages_user_idempotency_key');
+      });
+      await db.schema.alterTable('messages', (t) => {
+        t.dropColumn('idempotency_key');
+      });
     },
   },
 ];

@@ -32,6 +32,11 @@ import {
 import { createRowJsonCache, joinJson, type RowJsonCache } from '@microflack/common';
 import {
   GENERAL_ROOM_ID,
+  IDEMPOTENCY_KEY,
+  IDEMPOTENCY_KEY_ERROR,
+  IDEMPOTENCY_KEY_HEADER,
+  IDEMPOTENCY_KEY_REUSED_ERROR,
+  IDEMPOTENT_REPLAYED_HEADER,
   MAX_EMOJI_PER_MESSAGE,
   MAX_PAGE_SIZE,
   MAX_REACTORS_LISTED,
@@ -293,6 +298,7 @@ export function messagesRouter({
 
   router.post(api.createMessage.route, auth.tokenRequired, async (req, res) => {
     const { source, room_id: roomId = GENERAL_ROOM_ID } = parseBody(MessageSource, req.body);
+    const idempotencyKey = idempotencyKeyOf(req);
     const userId = callerId(req) ?? 0;
     if (roomId !== GENERAL_ROOM_ID) {
       const room = await findRoom(db, roomId);
@@ -302,18 +308,26 @@ export function messagesRouter({
     }
     const html = renderMarkdown(source);
     const links = previewer.linksOf(html);
-    const message = await insertMessage(db, {
+    const { message, replayed } = await insertMessage(db, {
       source,
       html,
       user_id: userId,
       room_id: roomId,
       preview_pending: links.length > 0,
+      idempotency_key: idempotencyKey,
     });
+    if (replayed && (message.source !== source || message.room_id !== roomId)) {
+      // The key of another post: a client bug, and answering with that post would hide it.
+      throw new HttpError(422, IDEMPOTENCY_KEY_REUSED_ERROR);
+    }
     const json = toJson(message);
     // Queued before answering (it starts only after this handler yields), so the 201 never waits on it.
-    if (links.length > 0) previewer.schedule(message.id);
+    if (links.length > 0 && !replayed) previewer.schedule(message.id);
+    if (replayed) res.set(IDEMPOTENT_REPLAYED_HEADER, 'true');
     res.status(201).location(messageUrl(message.id)).json(json);
-    events.emitUpdatedModel('Message', json, audienceOf(roomId));
+    // Sent again on a replay too: the first post may have died between its commit and its event,
+    // and readers take a model they already have without harm.
+    events.emitUpdatedModel('Message', json, audienceOf(message.room_id));
   });
 
   router.get(
@@ -385,4 +399,14 @@ export function messagesRouter({
   }
 
   return router;
+}
+
+/** The post's Idempotency-Key, null without one; 400 when malformed (a repeated header too). */
+function idempotencyKeyOf(req: Request): string | null {
+  const raw = req.headers[IDEMPOTENCY_KEY_HEADER];
+  if (raw === undefined) return null;
+  // Structured-field form ("...") as the IETF draft writes it, or bare as most APIs take it.
+  const key = typeof raw === 'string' ? raw.replace(/^"(.*)"$/, '$1') : '';
+  if (!IDEMPOTENCY_KEY.test(key)) throw new HttpError(400, IDEMPOTENCY_KEY_ERROR);
+  return key;
 }

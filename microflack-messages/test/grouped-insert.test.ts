@@ -22,14 +22,16 @@ describe('grouped inserts (mariadb)', () => {
     await stack.stop();
   });
 
-  const post = (source: string, userId = 7) =>
+  const postKeyed = async (source: string, userId = 7, key: string | null = null) =>
     insertMessage(db, {
       source,
       html: `<p>${source}</p>`,
       user_id: userId,
       room_id: 1,
       preview_pending: false,
+      idempotency_key: key,
     });
+  const post = async (source: string, userId = 7) => (await postKeyed(source, userId)).message;
 
   it('writes a burst as few statements, and each post gets the id of its own row', async () => {
     inserts.length = 0;
@@ -72,5 +74,58 @@ describe('grouped inserts (mariadb)', () => {
     const stored = await db('messages').whereIn('id', ids).orderBy('id').pluck('source');
     assert.deepEqual(stored, ['good 1', 'good 2', 'good 3']);
     assert.equal(await db('messages').where({ source: 'bad' }).first(), undefined);
+  });
+
+  it('writes one message for posts sent again with the same Idempotency-Key, even in one statement', async () => {
+    inserts.length = 0;
+    const key = `k-${Date.now()}`;
+    // The same post three times in one turn (a retry racing the first), beside an unkeyed post and
+    // another user's post with the same key.
+    const results = await Promise.all([
+      postKeyed('once', 7, key),
+      postKeyed('once', 7, key),
+      postKeyed('plain', 7),
+      postKeyed('once', 7, key),
+      postKeyed('theirs', 8, key),
+    ]);
+    const ids = results.map((r) => r.message.id);
+    assert.equal(ids[0], ids[1]);
+    assert.equal(ids[0], ids[3]);
+    assert.notEqual(ids[0], ids[2]);
+    assert.notEqual(ids[0], ids[4], "another user's key is another post");
+    // One of the three made the message (which one depends on the race); the others got it.
+    assert.equal([0, 1, 3].filter((i) => !results[i]?.replayed).length, 1);
+    assert.equal(results[2]?.replayed, false);
+    assert.equal(results[4]?.replayed, false);
+    assert.equal(results[1]?.message.source, 'once');
+    assert.equal(
+      await db('messages')
+        .where({ user_id: 7, idempotency_key: key })
+        .count('* as n')
+        .first()
+        .then((r) => Number(r?.n)),
+      1,
+    );
+    assert.equal(
+      await db('messages')
+        .where({ idempotency_key: key })
+        .count('* as n')
+        .first()
+        .then((r) => Number(r?.n)),
+      2,
+    );
+    // Later, on its own: answered from the row, with nothing written.
+    const again = await postKeyed('once', 7, key);
+    assert.equal(again.replayed, true);
+    assert.equal(again.message.id, ids[0]);
+    assert.equal(
+      await db('messages')
+        .where({ idempotency_key: key })
+        .count('* as n')
+        .first()
+        .then((r) => Number(r?.n)),
+      2,
+      'a replay writes nothing',
+    );
   });
 });

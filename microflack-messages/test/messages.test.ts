@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import assert from 'node:assert/strict';
+import http from 'node:http';
 import { after, before, describe, it } from 'node:test';
 import { bearer, makeToken, startStack, type TestStack } from '@microflack/testkit';
 import request from 'supertest';
@@ -130,6 +131,47 @@ for (const kind of ['mariadb', 'sqlite'] as DbKind[]) {
         (await request(t.app).post('/api/messages').set(bearer(token)).send({ source: 'x' }))
           .status,
         401,
+      );
+    });
+
+    it('makes one message of a post sent again with its Idempotency-Key', async () => {
+      const key = randomUUID();
+      const post = (userId: number, body: object, k: string = key) =>
+        request(t.app)
+          .post('/api/messages')
+          .set(bearer(t.token(userId)))
+          .set('Idempotency-Key', k)
+          .send(body);
+      const first = await post(11, { source: 'once, *please*' });
+      assert.equal(first.status, 201, first.text);
+      assert.equal(first.headers['idempotent-replayed'], undefined);
+      // The answer was lost: the client sends the same post again, twice, once in quotes.
+      for (const k of [key, key, `"${key}"`]) {
+        const again = await post(11, { source: 'once, *please*' }, k);
+        assert.equal(again.status, 201, again.text);
+        assert.equal(again.headers['idempotent-replayed'], 'true');
+        assert.equal(again.headers.location, first.headers.location);
+        assert.deepEqual(again.body, first.body);
+      }
+      const mine = await request(t.app).get('/api/messages?user_id=11');
+      assert.deepEqual(
+        mine.body.messages.map((m: { source: string }) => m.source),
+        ['once, *please*'],
+        'one message, not three',
+      );
+      // Another user's key is theirs: the same key makes their own message.
+      const theirs = await post(12, { source: 'once, *please*' });
+      assert.equal(theirs.status, 201);
+      assert.equal(theirs.headers['idempotent-replayed'], undefined);
+      assert.notEqual(theirs.body.id, first.body.id);
+      // The key of another post is a client bug, not a replay.
+      const reused = await post(11, { source: 'something else' });
+      assert.equal(reused.status, 422);
+      assert.match(reused.body.error, /Idempotency-Key was used for another message/);
+      assert.equal(
+        (await request(t.app).get('/api/messages?user_id=11')).body.messages.length,
+        1,
+        'nothing written by the refused post',
       );
     });
 
@@ -327,6 +369,51 @@ describe('bad input to /api/messages', () => {
       (await request(t.app).get(emoji.headers.location as string)).body.source,
       'hi 👋 <3',
     );
+  });
+
+  it('answers 400 to a malformed or repeated Idempotency-Key, writing nothing', async () => {
+    const count = async () =>
+      (await request(t.app).get('/api/messages?user_id=5&limit=1000')).body.messages.length;
+    const before = await count();
+    for (const key of ['', 'has space', 'x'.repeat(65), 'ünïcode', 'a,b', '"unclosed']) {
+      const res = await request(t.app)
+        .post('/api/messages')
+        .set(bearer(token))
+        .set('Idempotency-Key', key)
+        .send({ source: 'keyed' });
+      assert.equal(res.status, 400, `${JSON.stringify(key)}: ${res.text}`);
+      assert.match(res.body.error, /Idempotency-Key must be 1 to 64/);
+    }
+    // The header twice (two keys for one post): Node joins them with ', ', which no key has.
+    const twice = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+      const server = t.app.listen(0, '127.0.0.1', () => {
+        const { port } = server.address() as import('node:net').AddressInfo;
+        const req = http.request(
+          {
+            host: '127.0.0.1',
+            port,
+            method: 'POST',
+            path: '/api/messages',
+            headers: {
+              authorization: `Bearer ${token}`,
+              'content-type': 'application/json',
+              // Two header lines.
+              'idempotency-key': ['key-one', 'key-two'],
+            },
+          },
+          (res) => {
+            let body = '';
+            res.on('data', (c) => (body += c));
+            res.on('end', () => server.close(() => resolve({ status: res.statusCode ?? 0, body })));
+          },
+        );
+        req.on('error', reject);
+        req.end(JSON.stringify({ source: 'keyed twice' }));
+      });
+    });
+    assert.equal(twice.status, 400, twice.body);
+    assert.match(JSON.parse(twice.body).error, /Idempotency-Key must be 1 to 64/);
+    assert.equal(await count(), before, 'no message written');
   });
 
   // Issue 18, item 8: an unknown parameter used to be ignored, answering something other than

@@ -9,6 +9,7 @@
 // other socket of theirs is left in that room on any instance (the adapter asks every instance
 // through Redis): closing one of two tabs leaves the user online. If the others cannot be asked in
 // time, the user is signed off as before; the other tab's next ping puts them back online.
+import { randomUUID } from 'node:crypto';
 import { Server, type Socket } from 'socket.io';
 import { createAdapter } from '@socket.io/redis-adapter';
 import type { Redis } from 'ioredis';
@@ -16,6 +17,7 @@ import {
   counter,
   EventTokenSchema,
   EVENTS,
+  IDEMPOTENCY_KEY_HEADER,
   logger,
   PostMessageDataSchema,
   roomSocketRoom,
@@ -274,9 +276,21 @@ export function createSocketServer({
   }
 
   async function postMessage(socket: GatewaySocket, args: unknown[]): Promise<PostMessageAck> {
-    const data: PostMessageData = read(PostMessageDataSchema, args[0]);
+    const { idempotency_key: clientKey, ...body }: PostMessageData = read(
+      PostMessageDataSchema,
+      args[0],
+    );
     const token = read(EventTokenSchema, args[1]);
-    const res = await lb.post('/api/messages', { ...bearer(token), body: data });
+    // Every post carries a key (the client's, which it reuses when it sends the same draft again,
+    // or one of the gateway's own), so the call may be retried whatever happened to a try: a
+    // second try of a post that was written answers with that message, never a copy.
+    const call = bearer(token);
+    const res = await lb.post('/api/messages', {
+      ...call,
+      headers: { ...call.headers, [IDEMPOTENCY_KEY_HEADER]: clientKey ?? randomUUID() },
+      body,
+      idempotent: true,
+    });
     if (res.status === 401) {
       expired(socket, token);
       return errorOf(res);

@@ -22,6 +22,7 @@ interface Call {
   method: string;
   url: string;
   authorization?: string;
+  idempotencyKey?: string;
   body: string;
 }
 
@@ -30,6 +31,8 @@ async function startStandInLb() {
   const calls: Call[] = [];
   const valid = new Set<string>();
   let nextId = 1;
+  /** The answer each Idempotency-Key got, as the messages service replays it. */
+  const byKey = new Map<string, unknown>();
   const server = http.createServer((req, res) => {
     let body = '';
     req.on('data', (c) => (body += c));
@@ -38,6 +41,7 @@ async function startStandInLb() {
         method: req.method ?? '',
         url: req.url ?? '',
         authorization: req.headers.authorization,
+        idempotencyKey: req.headers['idempotency-key'] as string | undefined,
         body,
       });
       const token = /^Bearer (.+)$/.exec(req.headers.authorization ?? '')?.[1];
@@ -56,12 +60,24 @@ async function startStandInLb() {
         if (typeof data.source !== 'string' || data.source === '') {
           return json(400, { error: 'source is required' });
         }
-        return json(201, {
+        const key = req.headers['idempotency-key'] as string | undefined;
+        if (key && byKey.has(key)) return json(201, byKey.get(key));
+        const message = {
           id: nextId++,
           source: data.source,
           html: `<p>${data.source}</p>`,
           user_id: 1,
-        });
+        };
+        if (key) byKey.set(key, message);
+        // Tokens named lost- write the message, then lose the first answer (an instance killed
+        // between its commit and its 201).
+        if (
+          token.startsWith('lost-') &&
+          calls.filter((c) => c.idempotencyKey === key).length === 1
+        ) {
+          return void req.socket.destroy();
+        }
+        return json(201, message);
       }
       json(404, { error: 'not found' });
     });
@@ -206,6 +222,48 @@ describe('socketio gateway', () => {
     assert.equal(typeof answer.id, 'number');
     const call = lb.calls.find((c) => c.method === 'POST' && c.authorization === `Bearer ${t}`);
     assert.deepEqual(JSON.parse(call?.body ?? '{}'), { source: 'hi *there*' });
+  });
+
+  it('post_message sends every post with an Idempotency-Key, and a lost answer again with the same key', async () => {
+    const t = token('lost-');
+    const socket = await client(one.url);
+    const answer = (await socket
+      .timeout(5000)
+      .emitWithAck('post_message', { source: 'once', idempotency_key: 'draft-42' }, t)) as {
+      id: number;
+      source: string;
+    };
+    assert.equal(answer.source, 'once');
+    const posts = lb.calls.filter((c) => c.method === 'POST' && c.authorization === `Bearer ${t}`);
+    assert.deepEqual(
+      posts.map((c) => c.idempotencyKey),
+      ['draft-42', 'draft-42'],
+      'the lost answer was asked for again, with the same key',
+    );
+    // The key travels as the header only, not in the message's body.
+    for (const c of posts) assert.deepEqual(JSON.parse(c.body), { source: 'once' });
+    // Without a key of the client's, the gateway makes one for the post (and its retries).
+    const other = token('lost-');
+    const second = (await socket
+      .timeout(5000)
+      .emitWithAck('post_message', { source: 'keyless' }, other)) as { id: number };
+    const keys = lb.calls
+      .filter((c) => c.method === 'POST' && c.authorization === `Bearer ${other}`)
+      .map((c) => c.idempotencyKey);
+    assert.equal(keys.length, 2);
+    assert.match(keys[0] ?? '', /^[0-9a-f-]{36}$/);
+    assert.equal(keys[1], keys[0]);
+    assert.equal(typeof second.id, 'number');
+    // A malformed key is refused before any call.
+    const before = lb.calls.length;
+    const refused = await socket
+      .timeout(3000)
+      .emitWithAck('post_message', { source: 'x', idempotency_key: 'has space' }, token());
+    assert.deepEqual(refused, {
+      error: "idempotency_key must be 1 to 64 letters, digits, '-', '_', '.' or ':'",
+      status: 400,
+    });
+    assert.equal(lb.calls.length, before);
   });
 
   it('post_message passes the service error back in the acknowledgement', async () => {

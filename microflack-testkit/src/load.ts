@@ -13,11 +13,14 @@
 // Retry rules (what a careful client does, and what the figures "after retries" include):
 // - GET: retried on a connection error of any kind (refused, reset, timeout) and on 502, 503 and
 //   504, up to MAX_TRIES attempts with exponential backoff: reading twice does no harm.
-// - POST (messages and tokens): retried only when nothing can have happened: on 503 (HAProxy with
-//   no instance up, or a service refusing before doing any work) and on a refused connection.
-//   A reset, a timeout or a 502 after a POST is a failure: the message may or may not exist.
+// - POST /api/messages: sent with an Idempotency-Key (one per message, the same on every attempt),
+//   as the browser client does, so it is retried as a GET is: a second attempt of a post that was
+//   written answers with the message the first one made (docs/contracts/rest.md), never a copy.
+// - POST /api/tokens: retried on a connection error of any kind and on 502, 503 and 504 too: a
+//   token is made from the password alone, nothing is stored, so asking twice does no harm.
 // Every failed attempt counts as a raw failure; a request fails after retries when its last
 // attempt failed.
+import { randomUUID } from 'node:crypto';
 import http from 'node:http';
 import { backoffPolicy, retryDelays } from '@microflack/common';
 import { RESYNC_AGAIN_MS, RESYNC_OVERLAP_SECONDS } from '@microflack/common/contract/constants';
@@ -226,7 +229,10 @@ export class LoadGenerator {
   readonly acknowledged = new Set<number>();
   private readonly sockets: TrackedSocket[] = [];
   private inFlight = 0;
+  /** No more requests on the clock (stop or abort). */
   private stopped = false;
+  /** Sockets closed (checkDelivery done, or abort): no more resyncs. */
+  private closed = false;
   private started = 0;
   private loop: Promise<void> | undefined;
   private seq = 0;
@@ -287,7 +293,7 @@ export class LoadGenerator {
           kind,
           'POST',
           '/api/messages',
-          { authorization: `Bearer ${login.token}` },
+          { authorization: `Bearer ${login.token}`, 'idempotency-key': randomUUID() },
           { source: `load ${++this.seq} *at* ${Date.now()}` },
           201,
         );
@@ -321,6 +327,11 @@ export class LoadGenerator {
     const stats = kind ? this.kinds[kind] : emptyStats();
     stats.sent++;
     const tries = this.opts.tries ?? MAX_TRIES;
+    // What may be sent again whatever happened to the first attempt (see the rules above).
+    const safe =
+      method === 'GET' ||
+      path === '/api/tokens' ||
+      Object.keys(headers).some((h) => h.toLowerCase() === 'idempotency-key');
     for (let attempt = 0; attempt < tries; attempt++) {
       if (attempt > 0) await new Promise((r) => setTimeout(r, backoffMs(attempt)));
       stats.attempts++;
@@ -365,14 +376,13 @@ export class LoadGenerator {
         }
         what = `${res.status} from ${res.headers.get('x-microflack-instance') ?? 'nobody'} ${text.slice(0, 120)}`;
         this.cause(method, path, String(res.status));
-        retriable =
-          res.status === 503 || (method === 'GET' && (res.status === 502 || res.status === 504));
+        retriable = res.status === 503 || (safe && (res.status === 502 || res.status === 504));
       } catch (err) {
         this.timed(stats, t0);
         const code = errorCode(err);
         this.cause(method, path, code);
         what = `${code} ${(err as Error).message}`;
-        retriable = method === 'GET' || code === 'ECONNREFUSED';
+        retriable = safe || code === 'ECONNREFUSED';
       }
       stats.rawFailures++;
       this.failedAt.push(t0);
@@ -457,12 +467,14 @@ export class LoadGenerator {
 
   /** Everything changed since `since`, following `next` pages. */
   private async resync(t: TrackedSocket, since: number): Promise<void> {
-    if (this.stopped) return;
+    // Also after stop(): a socket whose path died late may reconnect while checkDelivery waits,
+    // and a reader catches up then as the browser does.
+    if (this.closed) return;
     let path: string | undefined = `/api/messages?updated_since=${since}&limit=200`;
     while (path) {
       const res = await this.request(undefined, 'GET', path, {}, undefined, 200);
       if (!res) {
-        if (this.stopped) return;
+        if (this.closed) return;
         // The reader tries again shortly, as the browser does on its next sync.
         setTimeout(() => void this.resync(t, since), 1000);
         return;
@@ -476,6 +488,7 @@ export class LoadGenerator {
   /** For cleanup after a failure: no more requests, resyncs or reconnects. */
   abort(): void {
     this.stopped = true;
+    this.closed = true;
     for (const t of this.sockets) t.socket.close();
     this.agent.destroy();
   }
@@ -543,6 +556,7 @@ export class LoadGenerator {
       ),
       reconnects: this.sockets.reduce((n, t) => n + t.connects - 1, 0),
     };
+    this.closed = true;
     for (const t of this.sockets) t.socket.close();
     this.agent.destroy();
     return report;

@@ -16,6 +16,8 @@ export interface CallOptions {
   token?: string | null;
   basic?: { username: string; password: string };
   body?: unknown;
+  /** Extra request headers (an Idempotency-Key). */
+  headers?: Record<string, string>;
 }
 
 /** Throws only when no answer came (network down, timeout); any HTTP status is returned. */
@@ -24,7 +26,7 @@ export async function call<T = Record<string, unknown>>(
   path: string,
   opts: CallOptions = {},
 ): Promise<ApiResponse<T>> {
-  const headers: Record<string, string> = { Accept: 'application/json' };
+  const headers: Record<string, string> = { Accept: 'application/json', ...opts.headers };
   if (opts.token) headers.Authorization = `Bearer ${opts.token}`;
   if (opts.basic) {
     const raw = new TextEncoder().encode(`${opts.basic.username}:${opts.basic.password}`);

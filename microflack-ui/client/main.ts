@@ -4,6 +4,7 @@
 import { io, type Socket } from 'socket.io-client';
 import {
   EVENTS,
+  IDEMPOTENCY_KEY_HEADER,
   RESYNC_AGAIN_MS,
   RESYNC_OVERLAP_SECONDS,
   SOCKETIO_LOCATION,
@@ -700,15 +701,33 @@ function showCount(): void {
   postInput.setAttribute('aria-invalid', String(n > MAX_SOURCE_LENGTH));
 }
 
+/**
+ * The Idempotency-Key of the draft being sent: the same for every try of the same text in the same
+ * room (a try whose answer was lost may have posted it: the next is answered with that message, not
+ * a copy), a new one for anything else.
+ */
+let draftKey: { source: string; roomId: number; key: string } | undefined;
+
+function keyFor(source: string, roomId: number): string {
+  if (draftKey?.source !== source || draftKey.roomId !== roomId) {
+    // getRandomValues, not randomUUID: the page may be served over plain HTTP (no secure context).
+    const bytes = crypto.getRandomValues(new Uint8Array(16));
+    const key = Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
+    draftKey = { source, roomId, key };
+  }
+  return draftKey.key;
+}
+
 /** Posts into the room on screen; resolves to an error to show, the draft left as it is. */
 async function post(source: string, roomId: number): Promise<string | undefined> {
   if (!token) return 'Sign in to post.';
+  const key = keyFor(source, roomId);
   let answer: PostAnswer;
   if (socket?.connected) {
     try {
       answer = await socket
         .timeout(ACK_TIMEOUT_MS)
-        .emitWithAck(EVENTS.postMessage, { source, room_id: roomId }, token);
+        .emitWithAck(EVENTS.postMessage, { source, room_id: roomId, idempotency_key: key }, token);
     } catch {
       answer = { error: 'The message could not be sent, please try again.' };
     }
@@ -716,6 +735,7 @@ async function post(source: string, roomId: number): Promise<string | undefined>
     const res = await call<PostAnswer>('POST', '/api/messages', {
       token,
       body: { source, room_id: roomId },
+      headers: { [IDEMPOTENCY_KEY_HEADER]: key },
     });
     answer = res.status === 201 ? res.body : { error: errorMessage(res), status: res.status };
   }
@@ -725,6 +745,7 @@ async function post(source: string, roomId: number): Promise<string | undefined>
     if (answer.status === 404) void leaveVanishedRoom(roomId);
     return `Not sent: ${answer.error}`;
   }
+  draftKey = undefined;
   mergeMessages([answer]);
   return undefined;
 }

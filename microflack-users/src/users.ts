@@ -1,5 +1,5 @@
 // The users table: rows, their JSON, and the queries the routes and the sweep need.
-import type { Knex, User } from '@microflack/common';
+import { isUniqueViolation, type Knex, type User } from '@microflack/common';
 import { nicknameKey } from '@microflack/common/api';
 
 export interface UserRow {
@@ -144,11 +144,6 @@ export async function findUsersByIds(db: Knex, ids: number[]): Promise<ListedUse
 
 export class NicknameTakenError extends Error {
   override name = 'NicknameTakenError';
-}
-
-function isUniqueViolation(err: unknown): boolean {
-  const code = (err as { code?: string })?.code;
-  return code === 'ER_DUP_ENTRY' || code === 'SQLITE_CONSTRAINT_UNIQUE';
 }
 
 /** Inserts a user; a taken nickname (even in a race) is a NicknameTakenError. */

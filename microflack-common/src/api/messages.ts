@@ -1,5 +1,6 @@
 // The messages service's contract: /api/messages.
 import { z } from 'zod';
+import { IDEMPOTENCY_KEY, IDEMPOTENCY_KEY_HEADER } from '../contract/constants.js';
 import { defineOperation, errorResponse, unauthorized } from './operations.js';
 import { pathId, queryInteger, queryParams } from './fields.js';
 
@@ -32,6 +33,27 @@ export const MessageSource = z
     id: 'MessageSource',
     description: 'Other keys are ignored (room_id too, on an edit: a message stays in its room).',
   });
+
+/**
+ * A poster's key for one post (a UUID will do): a post sent again with the same key, by the same
+ * user, makes no second message and is answered with the first one's. What makes retries of a post
+ * safe, for clients, the Socket.IO gateway and HAProxy alike.
+ */
+export { IDEMPOTENCY_KEY, IDEMPOTENCY_KEY_HEADER };
+export const IDEMPOTENCY_KEY_ERROR =
+  "Idempotency-Key must be 1 to 64 letters, digits, '-', '_', '.' or ':'";
+export const IDEMPOTENCY_KEY_REUSED_ERROR =
+  'this Idempotency-Key was used for another message: use a new key for each post';
+/** On the answer to a post sent again: the message was made by an earlier post with its key. */
+export const IDEMPOTENT_REPLAYED_HEADER = 'idempotent-replayed';
+
+export const CreateMessageHeaders = z.object({
+  [IDEMPOTENCY_KEY_HEADER]: z.string().regex(IDEMPOTENCY_KEY).optional().meta({
+    description:
+      "1 to 64 letters, digits, '-', '_', '.' or ':', chosen by the poster for this one post (a UUID). The same user sending the same key again with the same source and room gets the message the first post made (201, `Idempotent-Replayed: true`); with another source or room, 422. Nothing is posted twice. Makes a retry after a lost answer safe.",
+    example: '8e03978e-40d5-43e8-bc93-6894a57f9324',
+  }),
+});
 
 /** The most reactions one message lists per emoji (the count is always exact). */
 export const MAX_REACTORS_LISTED = 50;
@@ -244,20 +266,34 @@ export const messagesApi = {
     tag: 'messages',
     summary: 'Post a message',
     security: 'bearer',
+    headers: CreateMessageHeaders,
     body: MessageSource,
     bodyExample: { source: 'Hello, **world**' },
     responses: {
       201: {
-        description: 'Posted; link previews follow as updates.',
+        description:
+          'Posted; link previews follow as updates. Also the answer to a post sent again with an Idempotency-Key already used (the message that key made).',
         schema: Message,
         headers: {
           Location: { description: 'The new message.', required: true, example: '/api/messages/1' },
+          'Idempotent-Replayed': {
+            description:
+              '`true` when the message was made by an earlier post with the same Idempotency-Key.',
+            example: 'true',
+          },
         },
       },
-      400: badSource,
+      400: errorResponse(
+        'The body is not a message source, or the Idempotency-Key header is malformed.',
+        'source must not be empty',
+      ),
       401: unauthorized,
       403: errorResponse('The caller has not joined this public room.', 'join the room first'),
       404: errorResponse('No room the caller can post in has this id.', 'room not found'),
+      422: errorResponse(
+        'The Idempotency-Key was already used by this user for a message with another source or room (compared with the message as it is now).',
+        IDEMPOTENCY_KEY_REUSED_ERROR,
+      ),
     },
   }),
   getMessage: defineOperation({

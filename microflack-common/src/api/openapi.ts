@@ -63,11 +63,12 @@ function operation(op: Operation): ZodOpenApiOperationObject {
     ...(op.description ? { description: op.description } : {}),
     tags: [op.tag],
     security: security[op.security],
-    ...(op.params || op.query
+    ...(op.params || op.query || op.headers
       ? {
           requestParams: {
             ...(op.params ? { path: op.params } : {}),
             ...(op.query ? { query: op.query } : {}),
+            ...(op.headers ? { header: op.headers } : {}),
           },
         }
       : {}),

@@ -38,6 +38,8 @@ export interface OperationSpec {
   security: Security;
   params?: z.ZodObject;
   query?: z.ZodObject;
+  /** Request headers the operation reads (names in lower case). */
+  headers?: z.ZodObject;
   body?: z.ZodType;
   bodyExample?: unknown;
   /** The answers particular to this operation; the ones any request can get are added. */

@@ -171,3 +171,10 @@ export type ModelClass = (typeof MODEL_CLASSES)[number];
 /** The longest token an event may carry; tokens are base64url parts joined by dots. */
 export const EVENT_TOKEN_MAX = 4096;
 export const EVENT_TOKEN = /^[A-Za-z0-9._-]+$/;
+
+// ---- Idempotency-Key (POST /api/messages, and post_message's idempotency_key)
+
+/** The header a poster's key for one post travels in (lower case, as Node gives it). */
+export const IDEMPOTENCY_KEY_HEADER = 'idempotency-key';
+/** A poster's key for one post: a UUID will do. */
+export const IDEMPOTENCY_KEY = /^[A-Za-z0-9_.:-]{1,64}$/;

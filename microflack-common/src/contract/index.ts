@@ -8,6 +8,7 @@ import {
   EVENT_TOKEN,
   EVENT_TOKEN_MAX,
   EVENTS,
+  IDEMPOTENCY_KEY,
   INSTANCE_NAME,
   isLocation,
   LOCATION_MAX,
@@ -75,9 +76,21 @@ export const EventTokenSchema = z
   .max(EVENT_TOKEN_MAX, 'malformed token')
   .regex(EVENT_TOKEN, 'malformed token');
 
-/** post_message's data: posted as the body of POST /api/messages (other fields pass through). */
+const IDEMPOTENCY_KEY_DATA_ERROR =
+  "idempotency_key must be 1 to 64 letters, digits, '-', '_', '.' or ':'";
+
+/**
+ * post_message's data: posted as the body of POST /api/messages (other fields pass through), but
+ * `idempotency_key`, which travels as the post's Idempotency-Key header.
+ */
 export const PostMessageDataSchema = z.looseObject(
-  { source: z.string({ error: 'message source must be a string' }) },
+  {
+    source: z.string({ error: 'message source must be a string' }),
+    idempotency_key: z
+      .string({ error: IDEMPOTENCY_KEY_DATA_ERROR })
+      .regex(IDEMPOTENCY_KEY, IDEMPOTENCY_KEY_DATA_ERROR)
+      .optional(),
+  },
   { error: 'message data must be an object' },
 );
 export type PostMessageData = z.infer<typeof PostMessageDataSchema>;
