@@ -245,6 +245,79 @@ describe('MicroFlack in a browser', () => {
   );
 
   it(
+    'a post whose acknowledgement was lost, sent again, is one message (the same Idempotency-Key)',
+    { timeout: 60000 },
+    async () => {
+      const dave = await person('dave', { width: 1000, height: 700 });
+      // Between the page and the gateway: every post_message frame is recorded, and the answer to
+      // the first is dropped, as when the connection dies after the gateway posted.
+      const posts: Array<{ id: string; key: unknown }> = [];
+      let dropped = '';
+      let upgraded = false;
+      await dave.page.routeWebSocket(/\/socket\.io\//, (ws) => {
+        const server = ws.connectToServer();
+        ws.onMessage((frame) => {
+          if (frame === '5') upgraded = true;
+          const m = typeof frame === 'string' ? /^42(\d+)(\[.*)$/s.exec(frame) : null;
+          const args = m ? (JSON.parse(m[2] as string) as unknown[]) : [];
+          if (m && args[0] === 'post_message') {
+            posts.push({
+              id: m[1] as string,
+              key: (args[1] as { idempotency_key?: unknown }).idempotency_key,
+            });
+          }
+          server.send(frame);
+        });
+        server.onMessage((frame) => {
+          const ack = typeof frame === 'string' ? /^43(\d+)\[/.exec(frame) : null;
+          if (ack && !dropped && posts[0]?.id === ack[1]) {
+            dropped = frame as string;
+            return;
+          }
+          ws.send(frame);
+        });
+      });
+      await dave.page.goto(platform.url);
+      await signIn(dave);
+      await dave.page.locator('#post-form').waitFor({ state: 'visible' });
+      await waitFor('the socket on WebSocket', async () => upgraded, 10000, 100);
+      const text = `only once ${randomBytes(3).toString('hex')}`;
+      const input = dave.page.locator('#post-form input[name=source]');
+      await input.fill(text);
+      await input.press('Enter');
+      // Posted (its updated_model shows it), but the sender never heard: after the acknowledgement
+      // timeout the draft is still there, with the error.
+      await dave.page.locator('#post-error', { hasText: 'could not be sent' }).waitFor({
+        timeout: 15000,
+      });
+      assert.ok(dropped, 'the first acknowledgement was dropped');
+      assert.equal(await input.inputValue(), text);
+      await input.press('Enter');
+      await dave.page.waitForFunction(
+        () =>
+          document.querySelector<HTMLInputElement>('#post-form input[name=source]')?.value === '',
+        undefined,
+        { timeout: 10000 },
+      );
+      assert.equal(posts.length, 2);
+      assert.match(String(posts[0]?.key), /^[0-9a-f]{32}$/);
+      assert.equal(posts[1]?.key, posts[0]?.key, 'sent again with the same key');
+      assert.equal(await dave.page.locator('#post-error').innerText(), '');
+      const shown = dave.page.locator('#messages li.message', { hasText: text });
+      assert.equal(await shown.count(), 1);
+      const stored = (await (
+        await fetch(`${platform.url}/api/messages?limit=100`, { signal: AbortSignal.timeout(5000) })
+      ).json()) as { messages: Array<{ source: string }> };
+      assert.equal(
+        stored.messages.filter((m) => m.source === text).length,
+        1,
+        'one message stored',
+      );
+      await dave.context.close();
+    },
+  );
+
+  it(
     'the same with NO_SOCKETIO, polling the REST API every second',
     { timeout: 60000 },
     async () => {
