@@ -32,6 +32,8 @@ describe('grouped inserts (mariadb)', () => {
       idempotency_key: key,
     });
   const post = async (source: string, userId = 7) => (await postKeyed(source, userId)).message;
+  const countRows = async (where: Record<string, unknown>) =>
+    Number((await db('messages').where(where).count('* as n').first())?.n);
 
   it('writes a burst as few statements, and each post gets the id of its own row', async () => {
     inserts.length = 0;
@@ -98,34 +100,12 @@ describe('grouped inserts (mariadb)', () => {
     assert.equal(results[2]?.replayed, false);
     assert.equal(results[4]?.replayed, false);
     assert.equal(results[1]?.message.source, 'once');
-    assert.equal(
-      await db('messages')
-        .where({ user_id: 7, idempotency_key: key })
-        .count('* as n')
-        .first()
-        .then((r) => Number(r?.n)),
-      1,
-    );
-    assert.equal(
-      await db('messages')
-        .where({ idempotency_key: key })
-        .count('* as n')
-        .first()
-        .then((r) => Number(r?.n)),
-      2,
-    );
+    assert.equal(await countRows({ user_id: 7, idempotency_key: key }), 1);
+    assert.equal(await countRows({ idempotency_key: key }), 2);
     // Later, on its own: answered from the row, with nothing written.
     const again = await postKeyed('once', 7, key);
     assert.equal(again.replayed, true);
     assert.equal(again.message.id, ids[0]);
-    assert.equal(
-      await db('messages')
-        .where({ idempotency_key: key })
-        .count('* as n')
-        .first()
-        .then((r) => Number(r?.n)),
-      2,
-      'a replay writes nothing',
-    );
+    assert.equal(await countRows({ idempotency_key: key }), 2, 'a replay writes nothing');
   });
 });

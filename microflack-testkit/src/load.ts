@@ -23,7 +23,11 @@
 import { randomUUID } from 'node:crypto';
 import http from 'node:http';
 import { backoffPolicy, retryDelays } from '@microflack/common';
-import { RESYNC_AGAIN_MS, RESYNC_OVERLAP_SECONDS } from '@microflack/common/contract/constants';
+import {
+  IDEMPOTENCY_KEY_HEADER,
+  RESYNC_AGAIN_MS,
+  RESYNC_OVERLAP_SECONDS,
+} from '@microflack/common/contract/constants';
 import { io, type Socket } from 'socket.io-client';
 
 export const MAX_TRIES = 5;
@@ -293,7 +297,7 @@ export class LoadGenerator {
           kind,
           'POST',
           '/api/messages',
-          { authorization: `Bearer ${login.token}`, 'idempotency-key': randomUUID() },
+          { authorization: `Bearer ${login.token}`, [IDEMPOTENCY_KEY_HEADER]: randomUUID() },
           { source: `load ${++this.seq} *at* ${Date.now()}` },
           201,
         );
@@ -331,7 +335,7 @@ export class LoadGenerator {
     const safe =
       method === 'GET' ||
       path === '/api/tokens' ||
-      Object.keys(headers).some((h) => h.toLowerCase() === 'idempotency-key');
+      Object.keys(headers).some((h) => h.toLowerCase() === IDEMPOTENCY_KEY_HEADER);
     for (let attempt = 0; attempt < tries; attempt++) {
       if (attempt > 0) await new Promise((r) => setTimeout(r, backoffMs(attempt)));
       stats.attempts++;
