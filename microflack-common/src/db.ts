@@ -18,6 +18,11 @@ export function isMysql(db: Knex): boolean {
   return db.client.config.client === 'mysql2';
 }
 
+/** mysql2's prepared-statement cache per connection (unused: knex sends text queries). */
+const MYSQL_PREPARED_STATEMENTS = 8;
+/** mysql2's row-parser cache, one entry per result shape (column names and types). */
+const MYSQL_PARSER_CACHE = 1000;
+
 export function knexConfig(
   databaseUrl: string | undefined,
   home: string,
@@ -31,6 +36,10 @@ export function knexConfig(
         connectTimeout: 3000,
         supportBigNumbers: true,
         charset: 'utf8mb4',
+        // knex sends text queries, never prepared statements, yet mysql2 gives each connection a
+        // statement cache of 16,000 slots allocated up front (512 KB of heap a connection, 8 MB
+        // with the pool full): kept to a few slots.
+        maxPreparedStatements: MYSQL_PREPARED_STATEMENTS,
       } as Knex.MySql2ConnectionConfig,
       // Small pool: two cores here; a request that cannot get a connection soon fails with 503.
       pool: { min: 0, max: 16, idleTimeoutMillis: 30000 },
@@ -62,6 +71,12 @@ export async function openDb(
 ): Promise<Knex> {
   // Loaded here, not at import: services without a database do not pay its memory.
   const { default: knexFactory } = await import('knex');
+  if (opts.databaseUrl && /^mysql:\/\//.test(opts.databaseUrl)) {
+    // mysql2 keeps a compiled row parser per result shape in a cache of 15,000 slots allocated up
+    // front (480 KB); a service has a few dozen shapes.
+    const { default: mysql2 } = await import('mysql2');
+    mysql2.setMaxParserCache(MYSQL_PARSER_CACHE);
+  }
   const db = knexFactory(knexConfig(opts.databaseUrl, opts.home, opts.service));
   await migrate(db, migrations);
   return db;

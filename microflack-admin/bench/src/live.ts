@@ -108,6 +108,8 @@ export interface Fanout extends Spread {
   connectRetries: number;
   /** CPU milliseconds a post cost, on average: this process (the clients) and each `cpuOf` pid. */
   cpuMsPerPost: Record<string, number>;
+  /** The part of `cpuMsPerPost` spent in the kernel (system time: sockets, loopback TCP). */
+  kernelMsPerPost: Record<string, number>;
   /** Each post's time to the last client, in order (where an outlier fell). */
   postsMs: number[];
   /** The kernel's retransmits and input-backlog drops during each post, in the same order
@@ -117,12 +119,18 @@ export interface Fanout extends Spread {
 
 /** CPU time (user + system) of a process so far, in ms; undefined if it is gone. */
 export function cpuMs(pid: number): number | undefined {
+  const t = cpuTimes(pid);
+  return t && t.user + t.system;
+}
+
+/** User and system (kernel) CPU time of a process so far, in ms; undefined if it is gone. */
+export function cpuTimes(pid: number): { user: number; system: number } | undefined {
   try {
     // utime and stime, fields 14 and 15, in clock ticks (100 a second on Linux); the name (field 2)
     // may hold spaces, so counted from after its closing parenthesis.
     const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(fields[11]) + Number(fields[12])) * 10;
+    return { user: Number(fields[11]) * 10, system: Number(fields[12]) * 10 };
   } catch {
     return undefined;
   }
@@ -284,7 +292,7 @@ export async function measureFanout(
     const delays: number[] = [];
     const firsts: number[] = [];
     const nets: (NetCounters | undefined)[] = [];
-    const cpuBefore = [...cpuOf].map(([name, pid]) => [name, pid, cpuMs(pid)] as const);
+    const cpuBefore = [...cpuOf].map(([name, pid]) => [name, pid, cpuTimes(pid)] as const);
     const selfBefore = process.cpuUsage();
     const eventPrefix = Buffer.from(`42[${JSON.stringify(EVENTS.updatedModel)},`);
     for (let p = 0; p < posts; p++) {
@@ -336,10 +344,16 @@ export async function measureFanout(
     const cpuMsPerPost: Record<string, number> = {
       'bench (clients)': Math.round((self.user + self.system) / 1000 / posts),
     };
+    const kernelMsPerPost: Record<string, number> = {
+      'bench (clients)': Math.round(self.system / 1000 / posts),
+    };
     for (const [name, pid, before] of cpuBefore) {
-      const after = cpuMs(pid);
-      if (before !== undefined && after !== undefined)
-        cpuMsPerPost[name] = Math.round((after - before) / posts);
+      const after = cpuTimes(pid);
+      if (before === undefined || after === undefined) continue;
+      cpuMsPerPost[name] = Math.round(
+        (after.user + after.system - before.user - before.system) / posts,
+      );
+      kernelMsPerPost[name] = Math.round((after.system - before.system) / posts);
     }
     return {
       ...spread(delays),
@@ -348,6 +362,7 @@ export async function measureFanout(
       connectSeconds,
       connectRetries,
       cpuMsPerPost,
+      kernelMsPerPost,
       postsMs: delays.map((d) => Math.round(d)),
       ...(nets.every((n) => n !== undefined) ? { postsNet: nets as NetCounters[] } : {}),
     };

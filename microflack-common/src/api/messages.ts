@@ -211,12 +211,15 @@ export const MessageIdParams = z.object({ id: pathId('The message id.', 15) });
 // eslint-disable-next-line no-misleading-character-class
 const EMOJI_CHARS = /^(?:[\p{Extended_Pictographic}\p{Emoji_Component}\u200d\ufe0f\u20e3])+$/u;
 const EMOJI_NEEDS = /[\p{Extended_Pictographic}\p{Regional_Indicator}\u20e3]/u;
-const segmenter = new Intl.Segmenter('en', { granularity: 'grapheme' });
+// Made on the first reaction: an Intl.Segmenter costs about 2 MB of RSS (ICU's break data), and
+// users and tokens, which load this module too, never need one.
+let segmenter: Intl.Segmenter | undefined;
 export const MAX_EMOJI_CHARS = 32;
 
 export function isEmoji(value: string): boolean {
   if (value.length === 0 || value.length > MAX_EMOJI_CHARS) return false;
   if (!EMOJI_CHARS.test(value) || !EMOJI_NEEDS.test(value)) return false;
+  segmenter ??= new Intl.Segmenter('en', { granularity: 'grapheme' });
   return [...segmenter.segment(value)].length === 1;
 }
 
