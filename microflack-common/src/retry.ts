@@ -92,14 +92,28 @@ export function retryDelays(policy: BackoffPolicy): RetryDelays {
   };
 }
 
-/** `p`, or a rejection ("timed out after N ms") once `ms` have passed; the timer never holds the process. */
+/**
+ * `p`, or a rejection ("timed out after N ms") once `ms` have passed; the timer never holds the
+ * process. The verdict waits one turn of the event loop past the timer (setImmediate runs after
+ * the loop has read the sockets): when this process was busy past `ms` (a burst of requests, a
+ * GC), an answer that came meanwhile is already waiting to be read, and the dependency was not
+ * slow. Without it, timers run first after such a stall, and an instance under load called its
+ * database and Redis unreachable in /healthz, and HAProxy took it out (503s to everyone).
+ */
 export function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
+  let turn: NodeJS.Immediate | undefined;
   return Promise.race([
     p,
     new Promise<T>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms`)), ms);
+      timer = setTimeout(() => {
+        turn = setImmediate(() => reject(new Error(`timed out after ${ms} ms`)));
+        turn.unref();
+      }, ms);
       timer.unref();
     }),
-  ]).finally(() => clearTimeout(timer));
+  ]).finally(() => {
+    clearTimeout(timer);
+    if (turn) clearImmediate(turn);
+  });
 }

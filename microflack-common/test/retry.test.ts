@@ -1,4 +1,6 @@
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import net from 'node:net';
 import { describe, it } from 'node:test';
 import {
   backoffPolicy,
@@ -6,6 +8,7 @@ import {
   RETRY_POLICIES,
   retryDelays,
   retryPolicy,
+  withTimeout,
 } from '../src/retry.js';
 
 describe('the retry policy', () => {
@@ -74,5 +77,60 @@ describe('the retry policy', () => {
       /always/,
     );
     assert.equal(tries, 3);
+  });
+});
+
+describe('withTimeout', () => {
+  /** Keeps this process's one thread busy, as a burst of requests or a long GC does. */
+  const busyFor = (ms: number) => {
+    const until = performance.now() + ms;
+    while (performance.now() < until);
+  };
+
+  it('takes an answer that came while this process was busy past the timeout', async () => {
+    const server = net.createServer();
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    const accepted = once(server, 'connection') as Promise<[net.Socket]>;
+    const client = net.connect((server.address() as net.AddressInfo).port, '127.0.0.1');
+    const [peer] = await accepted;
+    try {
+      const answer = once(client, 'data').then(([data]) => String(data));
+      // The answer is in the kernel, waiting to be read, before the timer has even run out.
+      peer.write('pong');
+      const result = withTimeout(answer, 20);
+      busyFor(150);
+      assert.equal(await result, 'pong');
+    } finally {
+      client.destroy();
+      peer.destroy();
+      server.close();
+    }
+  });
+
+  // withTimeout's timer never holds the process: a test holds it while it waits.
+  const holdingTheProcess = async (fn: () => Promise<void>) => {
+    const hold = setInterval(() => undefined, 1000);
+    try {
+      await fn();
+    } finally {
+      clearInterval(hold);
+    }
+  };
+
+  it('still times out a dependency that does not answer, and says after how long', async () => {
+    await holdingTheProcess(async () => {
+      const started = performance.now();
+      await assert.rejects(withTimeout(new Promise(() => undefined), 30), /timed out after 30 ms/);
+      assert.ok(performance.now() - started >= 29);
+    });
+  });
+
+  it('times out a dependency that did not answer during the busy time either', async () => {
+    await holdingTheProcess(async () => {
+      const result = withTimeout(new Promise(() => undefined), 20);
+      busyFor(60);
+      await assert.rejects(result, /timed out after 20 ms/);
+    });
   });
 });

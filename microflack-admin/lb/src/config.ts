@@ -38,6 +38,7 @@ export const LbEnv = {
     .default('10m'),
   LB_STOP_TIMEOUT_MS: z.coerce.number().int().min(0).max(600000).default(10000),
   LB_UPSTREAM_GRACE_MS: z.coerce.number().int().min(0).max(600000).default(15000),
+  LB_SERVER_MAXCONN: z.coerce.number().int().min(1).max(100000).default(32),
 };
 
 export interface LbConfig {
@@ -66,6 +67,8 @@ export interface LbConfig {
    * healthy (registry churn after an etcd outage must not empty a working backend).
    */
   upstreamGraceMs: number;
+  /** Requests an instance of an HTTP service is given at once; the rest wait in HAProxy's queue. */
+  serverMaxconn: number;
   logLevel: string;
 }
 
@@ -113,6 +116,7 @@ export function loadLbConfig(env: Env = process.env): LbConfig {
     hardStopAfter: c.LB_HARD_STOP_AFTER,
     stopTimeoutMs: c.LB_STOP_TIMEOUT_MS,
     upstreamGraceMs: c.LB_UPSTREAM_GRACE_MS,
+    serverMaxconn: c.LB_SERVER_MAXCONN,
     logLevel: c.LOG_LEVEL,
   };
 }

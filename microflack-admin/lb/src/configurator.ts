@@ -195,6 +195,7 @@ export class Configurator {
         socket: this.cfg.socket,
         serverStateFile: this.cfg.serverStateFile,
         hardStopAfter: this.cfg.hardStopAfter,
+        serverMaxconn: this.cfg.serverMaxconn,
         statsPassword: this.cfg.statsPassword,
       });
     } catch (err) {

@@ -9,6 +9,8 @@ export interface RenderSettings {
   socket: string;
   serverStateFile: string;
   hardStopAfter: string;
+  /** maxconn of every server of a backend that is not sticky (Socket.IO keeps its connections). */
+  serverMaxconn: number;
   /** Unset: no stats page (it is never served without a password). */
   statsPassword?: string;
 }
@@ -36,6 +38,7 @@ export function buildView(model: ServicesModel, s: RenderSettings): View {
     socket: s.socket,
     serverStateFile: s.serverStateFile,
     hardStopAfter: s.hardStopAfter,
+    serverMaxconn: s.serverMaxconn,
     stats: s.statsPassword ? { password: s.statsPassword } : undefined,
     routes: prefixed.map((svc) => ({ backend: backendName(svc.name), location: svc.location })),
     defaultBackend: root ? backendName(root.name) : undefined,
