@@ -18,6 +18,11 @@ export function isMysql(db: Knex): boolean {
   return db.client.config.client === 'mysql2';
 }
 
+/** Whether a DATABASE_URL names MariaDB/MySQL (mysql2); otherwise SQLite. */
+function isMysqlUrl(databaseUrl: string | undefined): boolean {
+  return databaseUrl !== undefined && /^mysql:\/\//.test(databaseUrl);
+}
+
 /** mysql2's prepared-statement cache per connection (unused: knex sends text queries). */
 const MYSQL_PREPARED_STATEMENTS = 8;
 /** mysql2's row-parser cache, one entry per result shape (column names and types). */
@@ -28,7 +33,7 @@ export function knexConfig(
   home: string,
   service: string,
 ): Knex.Config {
-  if (databaseUrl && /^mysql:\/\//.test(databaseUrl)) {
+  if (isMysqlUrl(databaseUrl)) {
     return {
       client: 'mysql2',
       connection: {
@@ -71,7 +76,7 @@ export async function openDb(
 ): Promise<Knex> {
   // Loaded here, not at import: services without a database do not pay its memory.
   const { default: knexFactory } = await import('knex');
-  if (opts.databaseUrl && /^mysql:\/\//.test(opts.databaseUrl)) {
+  if (isMysqlUrl(opts.databaseUrl)) {
     // mysql2 keeps a compiled row parser per result shape in a cache of 15,000 slots allocated up
     // front (480 KB); a service has a few dozen shapes.
     const { default: mysql2 } = await import('mysql2');

@@ -97,8 +97,8 @@ export function retryDelays(policy: BackoffPolicy): RetryDelays {
  * process. The verdict waits one turn of the event loop past the timer (setImmediate runs after
  * the loop has read the sockets): when this process was busy past `ms` (a burst of requests, a
  * GC), an answer that came meanwhile is already waiting to be read, and the dependency was not
- * slow. Without it, timers run first after such a stall, and an instance under load called its
- * database and Redis unreachable in /healthz, and HAProxy took it out (503s to everyone).
+ * slow. Without it, timers run first after such a stall, and a dependency that had answered was
+ * called unreachable (in /healthz, a database check failing would take the instance out).
  */
 export function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
   let timer: NodeJS.Timeout | undefined;

@@ -8,7 +8,7 @@ import { after, before, describe, it } from 'node:test';
 import { createEtcd, register, type Etcd } from '@microflack/common';
 import { startEtcd, type EtcdServer } from '@microflack/testkit';
 import { startTestLoadBalancer, type TestLoadBalancer } from '@microflack/testkit/load-balancer';
-import { waitRouted } from '@microflack/testkit/http-backends';
+import { get, waitRouted } from '@microflack/testkit/http-backends';
 
 const MAXCONN = 4;
 const HOLD_MS = 300;
@@ -20,7 +20,7 @@ interface Slow {
   server: http.Server;
   now: number;
   most: number;
-  /** How long its health checks waited for it, at most, while requests were held. */
+  /** Health checks that reached it while it held requests. */
   checks: number;
 }
 
@@ -52,16 +52,8 @@ async function startSlow(name: string): Promise<Slow> {
   return slow;
 }
 
-function get(url: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const req = http.get(url, { agent: false, timeout: 10000 }, (res) => {
-      res.resume();
-      res.on('end', () => resolve(res.statusCode ?? 0));
-    });
-    req.on('timeout', () => req.destroy(new Error(`GET ${url} timed out`)));
-    req.on('error', reject);
-  });
-}
+/** The status of a GET through the LB, each on a connection of its own. */
+const statusOf = async (url: string) => (await get(url)).status;
 
 describe('load balancer queue (LB_SERVER_MAXCONN)', () => {
   let etcdServer: EtcdServer;
@@ -108,7 +100,7 @@ describe('load balancer queue (LB_SERVER_MAXCONN)', () => {
     const count = 6 * MAXCONN;
     const started = performance.now();
     const statuses = await Promise.all(
-      Array.from({ length: count }, () => get(`${lb.url}/api/messages`)),
+      Array.from({ length: count }, () => statusOf(`${lb.url}/api/messages`)),
     );
     const elapsed = performance.now() - started;
     assert.deepEqual(statuses, Array(count).fill(200), 'every queued request answered');
@@ -124,7 +116,7 @@ describe('load balancer queue (LB_SERVER_MAXCONN)', () => {
     gateway.most = 0;
     const count = 6 * MAXCONN;
     const statuses = await Promise.all(
-      Array.from({ length: count }, () => get(`${lb.url}/socket.io/`)),
+      Array.from({ length: count }, () => statusOf(`${lb.url}/socket.io/`)),
     );
     assert.deepEqual(statuses, Array(count).fill(200));
     assert.equal(gateway.most, count, `the gateway held ${gateway.most} requests at once`);
