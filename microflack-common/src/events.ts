@@ -13,12 +13,18 @@ export interface Events {
   /**
    * Sends `updated_model` `{ class, model }` (see the contract) to every browser, or only to the
    * sockets in `to` (Socket.IO rooms: userSocketRoom, roomSocketRoom) when given.
+   *
+   * Resolves once Redis has taken the event (it has passed it to every gateway then), at once while
+   * Redis is not connected (the event waits in the client's queue), and after EVENT_CONFIRM_MS at
+   * most; never rejects. A handler that acknowledges a change awaits it before answering: answered
+   * first, a process killed between its answer and its event (the event leaves a turn of the event
+   * loop later, auto-pipelined) made a change that no reader ever heard of (chaos test).
    */
   emitUpdatedModel<C extends UpdatedModelEvent['class']>(
     cls: C,
     model: ModelOf<C>,
     to?: string[],
-  ): void;
+  ): Promise<void>;
   /** Every socket in `of` (on every gateway instance) joins the Socket.IO room `room`. */
   socketsJoin(of: string, room: string): void;
   /** Every socket in `of` leaves `room`: no event sent to `room` after this reaches them. */
@@ -111,6 +117,12 @@ function connectedServer(redis: Redis): string | undefined {
     .stream;
   return stream?.remoteAddress ? `${stream.remoteAddress}:${stream.remotePort}` : undefined;
 }
+
+/**
+ * How long a handler waits for Redis to take its event before answering anyway (Redis reached but
+ * slow, or silently cut off: the event is still sent if the connection recovers).
+ */
+export const EVENT_CONFIRM_MS = 1000;
 
 /** How often a client behind Sentinels checks that its server is still the primary. */
 export const REDIS_PRIMARY_CHECK_MS = 1000;
@@ -302,7 +314,7 @@ export function createEvents(
   if (!redisHostPort) {
     log.info('REDIS not set: updated_model events are not sent');
     return {
-      emitUpdatedModel() {},
+      emitUpdatedModel: async () => {},
       socketsJoin() {},
       socketsLeave() {},
       ping: async () => {},
@@ -318,15 +330,29 @@ export function createEvents(
     { enableAutoPipelining: true },
     replay ? { confirmed: (since) => replay.confirmed(since) } : undefined,
   );
-  // The emitter publishes fire-and-forget; this wrapper is where failures are seen and counted.
+  // The emitter publishes fire-and-forget; this wrapper is where failures are seen and counted,
+  // and where emitUpdatedModel finds the PUBLISH its emit made (the emitter calls it synchronously).
+  let published: Promise<unknown> | undefined;
   const publisher = {
     publish(channel: string, message: string | Buffer) {
       replay?.add(channel, message);
-      return redis.publish(channel, message).catch((err: Error) => {
+      published = redis.publish(channel, message).catch((err: Error) => {
         eventFailures.inc();
         log.warn({ err: err.message }, 'updated_model not published');
       });
+      return published;
     },
+  };
+  /** Resolves when Redis has answered `p`, at once if Redis is not connected, EVENT_CONFIRM_MS at most. */
+  const taken = (p: Promise<unknown> | undefined): Promise<void> => {
+    if (!p || redis.status !== 'ready') return Promise.resolve();
+    let timer: NodeJS.Timeout | undefined;
+    return Promise.race([
+      p.then(() => undefined),
+      new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, EVENT_CONFIRM_MS);
+      }),
+    ]).finally(() => clearTimeout(timer));
   };
   if (replay) {
     let connectedOnce = false;
@@ -346,9 +372,11 @@ export function createEvents(
   return {
     emitUpdatedModel(cls, model, to) {
       const event = { class: cls, model } as UpdatedModelEvent;
+      published = undefined;
       // An empty `to` reaches nobody (never everybody): only undefined broadcasts.
       if (to === undefined) emitter.emit(EVENTS.updatedModel, event);
       else if (to.length > 0) emitter.to(to).emit(EVENTS.updatedModel, event);
+      return taken(published);
     },
     socketsJoin(of, room) {
       emitter.in(of).socketsJoin(room);

@@ -1,10 +1,11 @@
 import assert from 'node:assert/strict';
 import { before, describe, it } from 'node:test';
 import { io as connect, type Socket } from 'socket.io-client';
-import { createEvents, createRedis } from '../src/events.js';
+import { Redis } from 'ioredis';
+import { createEvents, createRedis, EVENT_CONFIRM_MS } from '../src/events.js';
 import { message, user } from './fixtures/models.js';
 import { registry } from '../src/metrics.js';
-import { sharedBackends, startRedis, startSentinel } from '@microflack/testkit';
+import { sharedBackends, startRedis, startSentinel, startTcpProxy } from '@microflack/testkit';
 import { adapterServer } from '@microflack/testkit/socketio';
 
 function nextEvent(socket: Socket, name: string, timeoutMs = 3000): Promise<unknown> {
@@ -84,9 +85,60 @@ describe('events', () => {
     }
   });
 
+  it('emitUpdatedModel resolves once Redis has taken the event, and after EVENT_CONFIRM_MS at most', async () => {
+    // The event must be in Redis before a change is answered (a process killed between its answer
+    // and its event made a change nobody heard of): held on its way to Redis, it holds the caller.
+    const own = await startRedis();
+    const proxy = await startTcpProxy(Number(own.hostPort.split(':')[1]));
+    const heard: string[] = [];
+    const sub = new Redis(own.hostPort);
+    sub.on('pmessageBuffer', (_p: Buffer, _c: Buffer, msg: Buffer) =>
+      heard.push(msg.toString('latin1')),
+    );
+    await sub.psubscribe('socket.io#*');
+    const heardWithin = async (n: number, ms: number) => {
+      const deadline = Date.now() + ms;
+      while (heard.length < n && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+      assert.equal(heard.length, n);
+    };
+    const events = createEvents(`127.0.0.1:${proxy.port}`);
+    try {
+      await events.ping();
+      await events.emitUpdatedModel('User', user(1));
+      assert.equal(heard.length, 1);
+
+      proxy.freeze();
+      let done = false;
+      const taken = events.emitUpdatedModel('User', user(2)).then(() => (done = true));
+      await new Promise((r) => setTimeout(r, 300));
+      assert.equal(done, false, 'resolved while the event was held on its way to Redis');
+      assert.equal(heard.length, 1);
+      proxy.thaw();
+      await taken;
+      // Redis answers the publisher and passes the event to subscribers in the same step, in
+      // either order on the wire.
+      await heardWithin(2, 1000);
+
+      // Held for longer than the bound: the caller goes on after EVENT_CONFIRM_MS, and the event
+      // still goes out when the connection carries bytes again.
+      proxy.freeze();
+      const t0 = Date.now();
+      await events.emitUpdatedModel('User', user(3));
+      const waited = Date.now() - t0;
+      assert.ok(waited >= EVENT_CONFIRM_MS - 20, `waited ${waited} ms`);
+      proxy.thaw();
+      await heardWithin(3, 5000);
+    } finally {
+      await events.close();
+      sub.disconnect();
+      await proxy.close();
+      await own.stop();
+    }
+  });
+
   it('is a no-op without REDIS', async () => {
     const events = createEvents(undefined);
-    events.emitUpdatedModel('User', user(1));
+    await events.emitUpdatedModel('User', user(1));
     await events.close();
   });
 
@@ -98,7 +150,8 @@ describe('events', () => {
     const before =
       (await registry.getSingleMetric('events_emit_failures_total')?.get())?.values[0]?.value ?? 0;
     const t0 = Date.now();
-    events.emitUpdatedModel('User', user(2));
+    // Not connected: no wait for Redis to take it (the client's queue keeps it meanwhile).
+    await events.emitUpdatedModel('User', user(2));
     assert.ok(Date.now() - t0 < 50, 'emit does not block');
     const deadline = Date.now() + 30000;
     let after = before;

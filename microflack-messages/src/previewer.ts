@@ -99,7 +99,7 @@ export function createPreviewer(
     if (updated === 0) return;
     const message = await findMessage(db, id);
     if (message) {
-      events.emitUpdatedModel('Message', toJson(message), audienceOf(message.room_id));
+      await events.emitUpdatedModel('Message', toJson(message), audienceOf(message.room_id));
     }
   }
 

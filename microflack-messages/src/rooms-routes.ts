@@ -77,13 +77,10 @@ export function roomsRouter({ db, auth, events, directory, answers }: RoomsDeps)
   const router = Router();
 
   /** Who hears of a room itself changing: its members (general and public rooms: everyone). */
-  function announceRoom(room: RoomRow, also: number[] = []): void {
+  function announceRoom(room: RoomRow, also: number[] = []): Promise<void> {
     const json = roomJson(room);
-    if (!isPrivate(room)) {
-      events.emitUpdatedModel('Room', json);
-      return;
-    }
-    events.emitUpdatedModel('Room', json, [
+    if (!isPrivate(room)) return events.emitUpdatedModel('Room', json);
+    return events.emitUpdatedModel('Room', json, [
       roomSocketRoom(room.id),
       ...also.map((u) => userSocketRoom(u)),
     ]);
@@ -154,8 +151,9 @@ export function roomsRouter({ db, auth, events, directory, answers }: RoomsDeps)
     });
     await join(room.id, userId);
     const json = roomJson(room, { member: true, members: [userId], member_count: 1 });
+    // Announced before the answer, as every change is (Events.emitUpdatedModel).
+    await announceRoom(room, [userId]);
     res.status(201).location(roomUrl(room.id)).json(json);
-    announceRoom(room, [userId]);
   });
 
   router.post(api.openDirect.route, auth.tokenRequired, async (req, res) => {
@@ -192,11 +190,11 @@ export function roomsRouter({ db, auth, events, directory, answers }: RoomsDeps)
       room = made;
     }
     for (const u of pair) await join(room.id, u as number);
+    await announceRoom(room, pair as number[]);
     res
       .status(201)
       .location(roomUrl(room.id))
       .json(roomJson(room, { member: true, members: pair as number[], member_count: 2 }));
-    announceRoom(room, pair as number[]);
   });
 
   router.get(
@@ -254,8 +252,8 @@ export function roomsRouter({ db, auth, events, directory, answers }: RoomsDeps)
       throw new HttpError(409, 'too many rooms');
     }
     await join(id, target);
+    await announceRoom(room, [target]);
     res.status(204).end();
-    announceRoom(room, [target]);
   });
 
   router.delete(api.removeMember.route, auth.tokenRequired, async (req, res) => {
@@ -271,12 +269,16 @@ export function roomsRouter({ db, auth, events, directory, answers }: RoomsDeps)
     // Published before answering: the member's sockets stop hearing the room at once (the gateway also
     // checks again when it joins a socket, see gateway.ts).
     events.socketsLeave(userSocketRoom(target), roomSocketRoom(id));
-    res.status(204).end();
     if (removed) {
-      announceRoom(room);
-      // The removed member hears of it on its own sockets only.
-      events.emitUpdatedModel('Room', roomJson(room, { member: false }), [userSocketRoom(target)]);
+      await Promise.all([
+        announceRoom(room),
+        // The removed member hears of it on its own sockets only.
+        events.emitUpdatedModel('Room', roomJson(room, { member: false }), [
+          userSocketRoom(target),
+        ]),
+      ]);
     }
+    res.status(204).end();
   });
 
   router.put(api.markRead.route, auth.tokenRequired, async (req, res) => {

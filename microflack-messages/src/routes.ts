@@ -323,11 +323,12 @@ export function messagesRouter({
     const json = toJson(message);
     // Queued before answering (it starts only after this handler yields), so the 201 never waits on it.
     if (links.length > 0 && !replayed) previewer.schedule(message.id);
+    // Before the answer (Events.emitUpdatedModel): a post acknowledged is a post every reader hears
+    // of. Sent again on a replay too: the first try may have died between its commit and its event,
+    // and readers take a model they already have without harm.
+    await events.emitUpdatedModel('Message', json, audienceOf(message.room_id));
     if (replayed) res.set(IDEMPOTENT_REPLAYED_HEADER, 'true');
     res.status(201).location(messageUrl(message.id)).json(json);
-    // Sent again on a replay too: the first post may have died between its commit and its event,
-    // and readers take a model they already have without harm.
-    events.emitUpdatedModel('Message', json, audienceOf(message.room_id));
   });
 
   router.get(
@@ -340,10 +341,12 @@ export function messagesRouter({
     },
   );
 
-  /** Tells every reader of the message's room what it is now. */
+  /** Tells every reader of the message's room what it is now (before the change is answered). */
   async function announce(id: number): Promise<void> {
     const updated = await findMessage(db, id);
-    if (updated) events.emitUpdatedModel('Message', toJson(updated), audienceOf(updated.room_id));
+    if (updated) {
+      await events.emitUpdatedModel('Message', toJson(updated), audienceOf(updated.room_id));
+    }
   }
 
   router.put(api.updateMessage.route, auth.tokenRequired, async (req, res) => {
@@ -357,8 +360,8 @@ export function messagesRouter({
     await updateSource(db, id, { source, html, preview_pending: links.length > 0 });
     await setMentions(db, message, source);
     if (links.length > 0) previewer.schedule(id);
-    res.status(204).end();
     await announce(id);
+    res.status(204).end();
   });
 
   router.delete(api.deleteMessage.route, auth.tokenRequired, async (req, res) => {
@@ -372,8 +375,8 @@ export function messagesRouter({
     await tombstone(db, id);
     cache.delete(id);
     last = undefined;
-    res.status(204).end();
     await announce(id);
+    res.status(204).end();
   });
 
   for (const on of [true, false]) {
@@ -393,8 +396,8 @@ export function messagesRouter({
         { maxEmoji: MAX_EMOJI_PER_MESSAGE, maxListed: MAX_REACTORS_LISTED },
       );
       if (!done) throw new HttpError(409, 'too many reactions');
-      res.status(204).end();
       await announce(id);
+      res.status(204).end();
     });
   }
 

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import { after, before, describe, it } from 'node:test';
-import { bearer, makeToken, startStack, type TestStack } from '@microflack/testkit';
+import { bearer, makeToken, startStack, startTcpProxy, type TestStack } from '@microflack/testkit';
 import request from 'supertest';
 import { nowSeconds } from '../src/messages.js';
 import { startMessagesApp, type DbKind, type TestApp } from '@microflack/testkit/apps';
@@ -527,6 +527,66 @@ describe('updated_model events for messages', () => {
       assert.equal(onEdit.model.html, 'event <em>two</em>');
     } finally {
       await sub.close();
+    }
+  });
+
+  it('are in Redis before the change is answered: a post, an edit, a delete', async () => {
+    // Answered first, an instance killed between its answer and its event (the event leaves a turn
+    // later) made a change no reader ever heard of (chaos test). This app reaches Redis through a
+    // proxy that holds what it sends: no answer while its event is held.
+    const proxy = await startTcpProxy(Number(stack.redis.split(':')[1]));
+    const proxied: TestStack = {
+      ...stack,
+      platform: (extra) => stack.platform({ ...extra, REDIS: `127.0.0.1:${proxy.port}` }),
+    };
+    const held = await startMessagesApp(proxied, 'sqlite');
+    const server = http.createServer(held.app);
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const url = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+    const sub = await subscribe(stack.redis);
+    const mine = `held ${randomUUID()}`;
+    const token = held.token(11);
+    /** Sends `init` with the proxy frozen: not answered in 300 ms, answered once it thaws. */
+    const answeredAfterEvent = async (path: string, init: RequestInit) => {
+      proxy.freeze();
+      let answered = false;
+      const res = fetch(url + path, {
+        ...init,
+        headers: { 'Content-Type': 'application/json', ...bearer(token) },
+        signal: AbortSignal.timeout(10000),
+      }).then((r) => {
+        answered = true;
+        return r;
+      });
+      await new Promise((r) => setTimeout(r, 300));
+      assert.equal(answered, false, `${init.method} ${path} answered while its event was held`);
+      proxy.thaw();
+      return res;
+    };
+    try {
+      await held.platform.events.ping();
+      const created = await answeredAfterEvent('/api/messages', {
+        method: 'POST',
+        body: JSON.stringify({ source: mine }),
+      });
+      assert.equal(created.status, 201);
+      const { id } = (await created.json()) as { id: number };
+      await sub.waitForEvent('create event', (e) => e.model.id === id && e.model.source === mine);
+      const edited = await answeredAfterEvent(`/api/messages/${id}`, {
+        method: 'PUT',
+        body: JSON.stringify({ source: `${mine} edited` }),
+      });
+      assert.equal(edited.status, 204);
+      await sub.waitForEvent('edit event', (e) => e.model.source === `${mine} edited`);
+      const deleted = await answeredAfterEvent(`/api/messages/${id}`, { method: 'DELETE' });
+      assert.equal(deleted.status, 204);
+      await sub.waitForEvent('delete event', (e) => e.model.id === id && e.model.deleted === true);
+    } finally {
+      proxy.thaw();
+      await sub.close();
+      await new Promise<void>((r) => server.close(() => r()));
+      await held.close();
+      await proxy.close();
     }
   });
 

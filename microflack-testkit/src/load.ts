@@ -20,6 +20,7 @@
 //   token is made from the password alone, nothing is stored, so asking twice does no harm.
 // Every failed attempt counts as a raw failure; a request fails after retries when its last
 // attempt failed.
+import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import http from 'node:http';
 import { backoffPolicy, retryDelays } from '@microflack/common';
@@ -637,4 +638,20 @@ export async function createLogin(url: string, nickname: string): Promise<Login>
 export function percentile(values: number[], p: number): number {
   const sorted = [...values].sort((a, b) => a - b);
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
+}
+
+/**
+ * Every socket got every acknowledged message, live or by a resync. The failure names every
+ * socket's misses: one missed by all was lost at its publisher, one missed by a single socket on
+ * that socket's way.
+ */
+export function assertAllDelivered(d: DeliveryReport): void {
+  for (const [i, u] of d.undelivered.entries()) {
+    assert.deepEqual(
+      u,
+      [],
+      `socket ${i} never got these messages (per socket: ${JSON.stringify(d.undelivered)}, ` +
+        `${d.reconnects} reconnects, ${d.recoveredByResync} recovered by resync)`,
+    );
+  }
 }

@@ -15,20 +15,27 @@ export interface TcpProxy {
    * stay open; new connections go through.
    */
   freeze(): void;
+  /** The frozen connections carry bytes again, what was held first (no-op unless frozen). */
+  thaw(): void;
   close(): Promise<void>;
 }
 
 export async function startTcpProxy(targetPort: number): Promise<TcpProxy> {
   const sockets = new Set<net.Socket>();
+  const pairs = new Set<[net.Socket, net.Socket]>();
   let cut = false;
+  let frozen = false;
   const server = net.createServer((client) => {
     if (cut) return client.destroy();
     const upstream = net.connect(targetPort, '127.0.0.1');
-    for (const s of [client, upstream]) {
+    const pair: [net.Socket, net.Socket] = [client, upstream];
+    pairs.add(pair);
+    for (const s of pair) {
       sockets.add(s);
       s.on('error', () => undefined);
       s.on('close', () => {
         sockets.delete(s);
+        pairs.delete(pair);
         client.destroy();
         upstream.destroy();
       });
@@ -48,10 +55,17 @@ export async function startTcpProxy(targetPort: number): Promise<TcpProxy> {
       cut = false;
     },
     freeze() {
+      frozen = true;
       for (const s of sockets) {
         s.unpipe();
         s.pause();
       }
+    },
+    thaw() {
+      // Once: piped twice, every byte would go twice.
+      if (!frozen) return;
+      frozen = false;
+      for (const [client, upstream] of pairs) client.pipe(upstream).pipe(client);
     },
     close() {
       for (const s of sockets) s.destroy();

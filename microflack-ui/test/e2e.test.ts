@@ -234,7 +234,20 @@ describe('MicroFlack in a browser', () => {
         await route.fulfill({ response, json: body });
       });
       await platform.startService('socketio');
-      await bob.page.locator('#messages li.message', { hasText: text }).waitFor({ timeout: 15000 });
+      const started = Date.now();
+      await bob.page
+        .locator('#messages li.message', { hasText: text })
+        .waitFor({ timeout: 15000 })
+        .catch(async (err: Error) => {
+          // What the page did meanwhile, to tell a reconnect that never came from a catch-up
+          // that did not bring the message.
+          const shown = await bob.page.locator('#status').textContent();
+          throw new Error(
+            `${err.message}\n${Date.now() - started} ms after the gateway was back; status ` +
+              `'${shown}'; catch-up requests: ${asked.join(', ') || 'none'}`,
+            { cause: err },
+          );
+        });
       assert.ok(asked.length >= 2, `catch-up requests: ${asked.join(', ')}`);
       // Both from the same point: the second is not moved on by what was heard in between.
       const since = asked.map((u) => new URL(u).searchParams.get('updated_since'));

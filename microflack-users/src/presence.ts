@@ -10,7 +10,7 @@ const CAMPAIGN_RETRY_MS = 1000;
 /** One sweep: marks offline everyone not seen for `timeoutSeconds`, and tells the browsers. */
 export async function sweepOnce(db: Knex, events: Events, timeoutSeconds: number): Promise<number> {
   const swept = await markStaleUsersOffline(db, now() - timeoutSeconds);
-  for (const user of swept) events.emitUpdatedModel('User', toJson(user));
+  await Promise.all(swept.map((user) => events.emitUpdatedModel('User', toJson(user))));
   if (swept.length > 0) log.info({ count: swept.length }, 'marked silent users offline');
   return swept.length;
 }

@@ -114,8 +114,9 @@ export function usersRouter(deps: RoutesDeps): Router {
     return parts.filter((p): p is Buffer => p !== undefined);
   }
 
-  function emit(user: UserRow): void {
-    events.emitUpdatedModel('User', toJson(user));
+  /** Awaited before the answer, as every change is (Events.emitUpdatedModel). */
+  function emit(user: UserRow): Promise<void> {
+    return events.emitUpdatedModel('User', toJson(user));
   }
 
   // After tokenRequired/tokenOptional: the token's user, marked seen and online.
@@ -125,7 +126,7 @@ export function usersRouter(deps: RoutesDeps): Router {
     // A valid signature for a user that no longer exists is no credential.
     if (!user) throw authRequired();
     const seen = await markSeen(db, user);
-    if (seen.changed) emit(seen.user);
+    if (seen.changed) await emit(seen.user);
     req.user = seen.user;
     next();
   };
@@ -163,7 +164,7 @@ export function usersRouter(deps: RoutesDeps): Router {
     }
     await attempt.succeeded();
     const seen = await markSeen(db, user);
-    if (seen.changed) emit(seen.user);
+    if (seen.changed) await emit(seen.user);
     req.user = seen.user;
     next();
   };
@@ -182,7 +183,7 @@ export function usersRouter(deps: RoutesDeps): Router {
       if (err instanceof NicknameTakenError) throw new HttpError(400, 'nickname already taken');
       throw err;
     }
-    emit(user);
+    await emit(user);
     res.status(201).location(`/api/users/${user.id}`).json(toJson(user));
   });
 
@@ -247,7 +248,7 @@ export function usersRouter(deps: RoutesDeps): Router {
     const user = await findUserById(db, req.auth?.claims.user_id as number);
     if (!user) throw authRequired();
     const gone = await markOffline(db, user);
-    if (gone.changed) emit(gone.user);
+    if (gone.changed) await emit(gone.user);
     res.status(204).end();
   });
 
@@ -294,7 +295,7 @@ export function usersRouter(deps: RoutesDeps): Router {
       if (err instanceof NicknameTakenError) throw new HttpError(400, 'nickname already taken');
       throw err;
     }
-    if (updated && Object.keys(change).length > 0) emit(updated);
+    if (updated && Object.keys(change).length > 0) await emit(updated);
     if (password !== undefined) {
       res.set('Cache-Control', 'no-store');
       res.status(200).json({ token: auth.generateToken(user.id) });

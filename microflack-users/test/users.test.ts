@@ -1,15 +1,18 @@
 import assert from 'node:assert/strict';
 import { randomInt } from 'node:crypto';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import request from 'supertest';
 import type { Express } from 'express';
-import type { Knex } from '@microflack/common';
+import { createEvents, type Knex } from '@microflack/common';
 import {
   basic,
   bearer,
   makeToken,
   startEtcd,
   startStack,
+  startTcpProxy,
   waitFor,
   type EtcdServer,
   type TestStack,
@@ -452,5 +455,54 @@ describe('PUT /api/users/:id with a new password while etcd is away', () => {
     await request(app).get('/api/users/me').set(basic(nickname, 'old')).expect(200);
     await request(app).get('/api/users/me').set(basic(nickname, 'new')).expect(401);
     await request(app).put('/api/users/me').set(bearer(token)).expect(204);
+  });
+});
+
+describe('users events are in Redis before the change is answered', () => {
+  it('a new account: no 201 while its event is held on its way to Redis', async () => {
+    // Answered first, an instance killed between its answer and its event (the event leaves a
+    // turn later) made a change no reader ever heard of: see Events.emitUpdatedModel.
+    const stack = await startStack();
+    const proxy = await startTcpProxy(Number(stack.redis.split(':')[1]));
+    const events = createEvents(`127.0.0.1:${proxy.port}`);
+    const { app, db } = await usersApp(stack, 'sqlite', { events });
+    const server = http.createServer(app);
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    const sub = await subscribe(stack.redis);
+    try {
+      await events.ping();
+      const nickname = nick('held');
+      proxy.freeze();
+      let answered = false;
+      const res = fetch(`${url}/api/users`, {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/json' },
+        body: JSON.stringify({ nickname, password: 'pw-held-1' }),
+        signal: AbortSignal.timeout(10000),
+      }).then((r) => {
+        answered = true;
+        return r;
+      });
+      // bcrypt first (cost 10, tens of ms), then the event, held here.
+      await waitFor(
+        'the account stored',
+        async () => (await db('users').where({ nickname })).length === 1,
+        5000,
+      );
+      await new Promise((r) => setTimeout(r, 300));
+      assert.equal(answered, false, 'POST /api/users answered while its event was held');
+      proxy.thaw();
+      assert.equal((await res).status, 201);
+      await waitFor('User event', () => sub.forUser(nickname).length === 1, 3000);
+    } finally {
+      proxy.thaw();
+      await sub.close();
+      await new Promise<void>((r) => server.close(() => r()));
+      await events.close();
+      await proxy.close();
+      await db.destroy();
+      await stack.stop();
+    }
   });
 });

@@ -8,6 +8,7 @@ import { after, before, describe, it } from 'node:test';
 import { run, type Result } from '../../test/support/run-script.js';
 import { freePort, tempDir, waitFor } from '@microflack/testkit';
 import {
+  assertAllDelivered,
   createLogin,
   formatReport,
   LoadGenerator,
@@ -113,9 +114,7 @@ describe('chaos: kill -9 a random instance every 10 s under load', () => {
       // Posts carry an Idempotency-Key, so one cut off by a kill is sent again, never lost.
       assert.equal(report.kinds.postMessage.failedAfterRetries, 0, report.samples.join('\n'));
       assert.deepEqual(delivery.lost, []);
-      for (const [i, u] of delivery.undelivered.entries()) {
-        assert.deepEqual(u, [], `socket ${i} never got these messages`);
-      }
+      assertAllDelivered(delivery);
 
       // Every victim was restarted by supervisord and is routed again.
       const password = statsPassword(home);
