@@ -392,6 +392,8 @@ type FanoutRow = Fanout & { asked?: number; limitedBy?: string; direct?: number 
 interface FanoutFailure {
   what: string;
   error: string;
+  /** What HAProxy logged about its servers meanwhile (checks failing, servers DOWN), if any. */
+  lb?: string[];
 }
 
 interface Live {
@@ -449,8 +451,18 @@ async function measureLivePaths(run: Run): Promise<Live> {
         console.log(`    ${asked} clients do not fit: ${room.reason}; measuring ${clients}`);
       }
       step(`live paths: post_message to updated_model at ${clients} clients`);
-      const row = await fanoutOrFailure(`fanout to ${clients} clients`, failed, async () =>
-        measureFanout(platform.lb, seeded.token, clients, smoke ? 5 : 30, await cpuPids(platform)),
+      const row = await fanoutOrFailure(
+        `fanout to ${clients} clients`,
+        failed,
+        async () =>
+          measureFanout(
+            platform.lb,
+            seeded.token,
+            clients,
+            smoke ? 5 : 30,
+            await cpuPids(platform),
+          ),
+        platform.home,
       );
       if (row) {
         if (clients !== asked) Object.assign(row, { asked, limitedBy: room?.reason });
@@ -474,15 +486,19 @@ async function measureLivePaths(run: Run): Promise<Live> {
           `live paths: post_message to updated_model at ${asked} clients, straight to the gateways`,
         );
         const what = `fanout to ${asked} clients straight to the gateways`;
-        const straight = await fanoutOrFailure(what, failed, async () =>
-          measureFanout(
-            platform.lb,
-            seeded.token,
-            asked,
-            smoke ? 5 : 30,
-            await cpuPids(platform),
-            gateways,
-          ),
+        const straight = await fanoutOrFailure(
+          what,
+          failed,
+          async () =>
+            measureFanout(
+              platform.lb,
+              seeded.token,
+              asked,
+              smoke ? 5 : 30,
+              await cpuPids(platform),
+              gateways,
+            ),
+          platform.home,
         );
         if (straight) fanout.push({ ...straight, direct: gateways.length });
       }
@@ -502,7 +518,10 @@ async function fanoutOrFailure(
   what: string,
   failed: FanoutFailure[],
   measure: () => Promise<Fanout>,
+  home?: string,
 ): Promise<FanoutRow | undefined> {
+  const lbLog = home ? path.join(home, 'lb', 'haproxy.log') : undefined;
+  const logFrom = lbLog && fs.existsSync(lbLog) ? fs.statSync(lbLog).size : undefined;
   try {
     const row = await measure();
     logFanout(row);
@@ -510,8 +529,30 @@ async function fanoutOrFailure(
   } catch (err) {
     const error = (err as Error).message;
     console.log(`    ${what} failed: ${error}`);
-    failed.push({ what, error });
+    const lb = lbLog && logFrom !== undefined ? serverEvents(lbLog, logFrom) : [];
+    for (const line of lb) console.log(`      LB: ${line}`);
+    failed.push({ what, error, ...(lb.length > 0 ? { lb } : {}) });
     return undefined;
+  }
+}
+
+/**
+ * HAProxy's lines about its servers and backends written to `file` after byte `from` (a check
+ * failing, a server DOWN or UP, a backend without servers), at most 20: why it answered 503.
+ */
+function serverEvents(file: string, from: number): string[] {
+  const fd = fs.openSync(file, 'r');
+  try {
+    const size = fs.fstatSync(fd).size;
+    const buf = Buffer.alloc(Math.min(size - from, 4 << 20));
+    fs.readSync(fd, buf, 0, buf.length, from);
+    return buf
+      .toString('utf8')
+      .split('\n')
+      .filter((l) => /Server \S+ is (DOWN|UP)|has no server available|Health check/.test(l))
+      .slice(0, 20);
+  } finally {
+    fs.closeSync(fd);
   }
 }
 
@@ -738,7 +779,10 @@ function report(results: Record<string, unknown>): void {
   }
   for (const f of live.fanoutFailed ?? []) {
     liveLines.push(`| ${f.what}: failed (below) | - | - | - | 0 |`);
-    liveNotes.push(`The ${f.what} failed: ${f.error}.`);
+    liveNotes.push(
+      `The ${f.what} failed: ${f.error}.` +
+        (f.lb ? ` HAProxy meanwhile: ${f.lb.map((l) => `\`${l}\``).join('; ')}.` : ''),
+    );
   }
   // Where a large fan-out's time goes: every process involved shares the machine's cores.
   for (const f of (live.fanout ?? []).filter((x) => x.clients >= 1000)) {
