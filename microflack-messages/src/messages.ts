@@ -1,4 +1,5 @@
 // The messages table: queries and the JSON a message is answered with.
+import { createHash } from 'node:crypto';
 import {
   isDbUnavailable,
   isMysql,
@@ -232,10 +233,11 @@ export interface NewMessage {
 export async function insertMessage(
   db: Knex,
   m: NewMessage,
-): Promise<{ message: MessageRow; replayed: boolean }> {
+): Promise<{ message: MessageRow; replayed: boolean; sameRequest: boolean }> {
   // No lookup before the write (a round trip on every post for the rare one sent again): the
   // unique index on (user_id, idempotency_key) refuses the second row, and then the first answers.
   const key = m.idempotency_key ?? null;
+  const fingerprint = key === null ? null : requestFingerprint(m.room_id, m.source);
   const now = nowSeconds();
   const row: InsertRow = {
     source: m.source,
@@ -244,6 +246,7 @@ export async function insertMessage(
     room_id: m.room_id,
     preview_pending: m.preview_pending,
     idempotency_key: key,
+    idempotency_fingerprint: fingerprint,
     created_at: now,
     updated_at: now,
   };
@@ -265,7 +268,13 @@ export async function insertMessage(
     if (key === null || !isUniqueViolation(err)) throw err;
     const earlier = await findByIdempotencyKey(db, m.user_id, key);
     if (!earlier) throw err;
-    return { message: earlier, replayed: true };
+    const { idempotency_fingerprint: asked, ...message } = earlier;
+    // Stored before the fingerprint: compared with the message as it is now, as it was then.
+    const sameRequest =
+      asked !== null
+        ? asked === fingerprint
+        : message.source === m.source && message.room_id === m.room_id;
+    return { message, replayed: true, sameRequest };
   }
   return {
     message: {
@@ -280,7 +289,16 @@ export async function insertMessage(
       reactions: null,
     },
     replayed: false,
+    sameRequest: true,
   };
+}
+
+/** A keyed post's room and source, hashed (128 bits of SHA-256, base64url: 22 characters). */
+export function requestFingerprint(roomId: number, source: string): string {
+  return createHash('sha256')
+    .update(`${roomId}\n${source}`)
+    .digest('base64url')
+    .slice(0, 22);
 }
 
 /** The message a user's post with this Idempotency-Key made, if any. */
@@ -288,16 +306,18 @@ export async function findByIdempotencyKey(
   db: Knex,
   userId: number,
   key: string,
-): Promise<MessageRow | undefined> {
-  return db<MessageRow>('messages')
+): Promise<(MessageRow & { idempotency_fingerprint: string | null }) | undefined> {
+  type Keyed = MessageRow & { idempotency_key: string; idempotency_fingerprint: string | null };
+  return db<Keyed>('messages')
     .where('user_id', userId)
-    .andWhere('idempotency_key' as keyof MessageRow, key)
-    .first(...COLUMNS);
+    .andWhere('idempotency_key', key)
+    .first(...COLUMNS, 'idempotency_fingerprint');
 }
 
 type InsertRow = Omit<MessageRow, 'id' | 'deleted' | 'reactions'> & {
   preview_pending: boolean;
   idempotency_key: string | null;
+  idempotency_fingerprint: string | null;
 };
 
 const INSERT_COLUMNS = [
@@ -307,6 +327,7 @@ const INSERT_COLUMNS = [
   'room_id',
   'preview_pending',
   'idempotency_key',
+  'idempotency_fingerprint',
   'created_at',
   'updated_at',
 ] as const satisfies ReadonlyArray<keyof InsertRow>;

@@ -215,4 +215,21 @@ export const migrations: Migration[] = [
       });
     },
   },
+  {
+    // What the keyed post asked for (its room and source, hashed): a post sent again is told from
+    // another post under the same key by this, not by the message as it is now, which an edit or a
+    // delete may have changed since (a late try of an edited post was answered 422). NULL for posts
+    // without a key, and for keyed posts stored before this (compared as before).
+    name: '005-idempotency-fingerprint',
+    async up(db) {
+      await db.schema.alterTable('messages', (t) => {
+        t.string('idempotency_fingerprint', 22).nullable();
+      });
+    },
+    async down(db) {
+      await db.schema.alterTable('messages', (t) => {
+        t.dropColumn('idempotency_fingerprint');
+      });
+    },
+  },
 ];

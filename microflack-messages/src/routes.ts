@@ -308,7 +308,7 @@ export function messagesRouter({
     }
     const html = renderMarkdown(source);
     const links = previewer.linksOf(html);
-    const { message, replayed } = await insertMessage(db, {
+    const { message, replayed, sameRequest } = await insertMessage(db, {
       source,
       html,
       user_id: userId,
@@ -316,8 +316,9 @@ export function messagesRouter({
       preview_pending: links.length > 0,
       idempotency_key: idempotencyKey,
     });
-    if (replayed && (message.source !== source || message.room_id !== roomId)) {
-      // The key of another post: a client bug, and answering with that post would hide it.
+    if (!sameRequest) {
+      // The key of another post: a client bug, and answering with that post would hide it. (The
+      // same post sent again after an edit or a delete is a replay: its request is compared.)
       throw new HttpError(422, IDEMPOTENCY_KEY_REUSED_ERROR);
     }
     const json = toJson(message);

@@ -173,6 +173,20 @@ for (const kind of ['mariadb', 'sqlite'] as DbKind[]) {
         1,
         'nothing written by the refused post',
       );
+      // Edited since: the post sent again late is still a replay (what it asked for is compared,
+      // not the message as it is now), answered with the message as it is; another post under
+      // the key is still refused, even with the edited text.
+      await request(t.app)
+        .put(first.headers.location as string)
+        .set(bearer(t.token(11)))
+        .send({ source: 'edited since' })
+        .expect(204);
+      const late = await post(11, { source: 'once, *please*' });
+      assert.equal(late.status, 201, late.text);
+      assert.equal(late.headers['idempotent-replayed'], 'true');
+      assert.equal(late.body.id, first.body.id);
+      assert.equal(late.body.source, 'edited since');
+      assert.equal((await post(11, { source: 'edited since' })).status, 422);
     });
 
     it('answers 404 for an unknown or non-numeric id, on GET and PUT', async () => {
