@@ -295,10 +295,7 @@ export async function insertMessage(
 
 /** A keyed post's room and source, hashed (128 bits of SHA-256, base64url: 22 characters). */
 export function requestFingerprint(roomId: number, source: string): string {
-  return createHash('sha256')
-    .update(`${roomId}\n${source}`)
-    .digest('base64url')
-    .slice(0, 22);
+  return createHash('sha256').update(`${roomId}\n${source}`).digest('base64url').slice(0, 22);
 }
 
 /** The message a user's post with this Idempotency-Key made, if any. */
