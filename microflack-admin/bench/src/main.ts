@@ -18,6 +18,7 @@ import {
   type Spread,
 } from './live.js';
 import { runLoad, type LoadResult } from './load.js';
+import { describeQuiet, waitQuiet } from './quiet.js';
 import { netdevMaxBacklog, type NetCounters } from './netstat.js';
 import { ADMIN_DIR, bringUp, openFiles, privateMb, rssMb, type Platform } from './platform.js';
 import { createApi, seed, seedUsers, waitSettled, type Api, type Seeded } from './seed.js';
@@ -386,7 +387,7 @@ async function measureSignIn(run: Run): Promise<void> {
 
 /** A fan-out row: measured at `clients`; `asked` and `limitedBy` when fewer than asked fit. */
 /** `direct`: the clients connected straight to this many gateways, not through the LB. */
-type FanoutRow = Fanout & { asked?: number; limitedBy?: string; direct?: number };
+type FanoutRow = Fanout & { asked?: number; limitedBy?: string; direct?: number; quiet?: string };
 
 /** A fan-out size that could not be measured, and why. */
 interface FanoutFailure {
@@ -520,10 +521,13 @@ async function fanoutOrFailure(
   measure: () => Promise<Fanout>,
   home?: string,
 ): Promise<FanoutRow | undefined> {
+  // On a quiet machine: what the runs before left running is not this run's cost.
+  const quiet = describeQuiet(await waitQuiet(smoke ? 3000 : 60000));
+  console.log(`    ${quiet}`);
   const lbLog = home ? path.join(home, 'lb', 'haproxy.log') : undefined;
   const logFrom = lbLog && fs.existsSync(lbLog) ? fs.statSync(lbLog).size : undefined;
   try {
-    const row = await measure();
+    const row: FanoutRow = { ...(await measure()), quiet };
     logFanout(row);
     return row;
   } catch (err) {
@@ -792,6 +796,7 @@ function report(results: Record<string, unknown>): void {
     );
     const net = fanoutNet(f);
     if (net) liveNotes.push(`Fan-out to ${f.clients}: ${net}; ${connectedIn(f)}.`);
+    if (f.quiet) liveNotes.push(`Fan-out to ${f.clients}: before it, ${f.quiet}.`);
   }
   // Where a write's time goes, and what the machine's cores allow at that cost.
   const cores = (results.machine as ReturnType<typeof machine>).cores;
