@@ -5,7 +5,7 @@ import { DEFAULT_EVENTS_REPLAY_BYTES, REDIS_SENTINEL_PATTERN } from './config.js
 import { EVENTS, type ModelOf, type UpdatedModelEvent } from './contract/index.js';
 import { logger } from './log.js';
 import { eventFailures } from './metrics.js';
-import { RETRY_POLICIES, retryDelays } from './retry.js';
+import { RETRY_POLICIES, retryDelays, withTimeout } from './retry.js';
 
 const log = logger.child({ module: 'events' });
 
@@ -344,15 +344,10 @@ export function createEvents(
     },
   };
   /** Resolves when Redis has answered `p`, at once if Redis is not connected, EVENT_CONFIRM_MS at most. */
-  const taken = (p: Promise<unknown> | undefined): Promise<void> => {
-    if (!p || redis.status !== 'ready') return Promise.resolve();
-    let timer: NodeJS.Timeout | undefined;
-    return Promise.race([
-      p.then(() => undefined),
-      new Promise<void>((resolve) => {
-        timer = setTimeout(resolve, EVENT_CONFIRM_MS);
-      }),
-    ]).finally(() => clearTimeout(timer));
+  const taken = async (p: Promise<unknown> | undefined): Promise<void> => {
+    if (!p || redis.status !== 'ready') return;
+    // `p` never rejects (publisher catches): only the bound can, and then the caller goes on.
+    await withTimeout(p, EVENT_CONFIRM_MS).catch(() => undefined);
   };
   if (replay) {
     let connectedOnce = false;

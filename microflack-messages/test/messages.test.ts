@@ -2,7 +2,14 @@ import { randomUUID } from 'node:crypto';
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import { after, before, describe, it } from 'node:test';
-import { bearer, makeToken, startStack, startTcpProxy, type TestStack } from '@microflack/testkit';
+import {
+  answeredAfterThaw,
+  bearer,
+  makeToken,
+  startStack,
+  startTcpProxy,
+  type TestStack,
+} from '@microflack/testkit';
 import request from 'supertest';
 import { nowSeconds } from '../src/messages.js';
 import { startMessagesApp, type DbKind, type TestApp } from '@microflack/testkit/apps';
@@ -560,23 +567,15 @@ describe('updated_model events for messages', () => {
     const sub = await subscribe(stack.redis);
     const mine = `held ${randomUUID()}`;
     const token = held.token(11);
-    /** Sends `init` with the proxy frozen: not answered in 300 ms, answered once it thaws. */
-    const answeredAfterEvent = async (path: string, init: RequestInit) => {
-      proxy.freeze();
-      let answered = false;
-      const res = fetch(url + path, {
-        ...init,
-        headers: { 'Content-Type': 'application/json', ...bearer(token) },
-        signal: AbortSignal.timeout(10000),
-      }).then((r) => {
-        answered = true;
-        return r;
-      });
-      await new Promise((r) => setTimeout(r, 300));
-      assert.equal(answered, false, `${init.method} ${path} answered while its event was held`);
-      proxy.thaw();
-      return res;
-    };
+    /** Sends `init` with the proxy frozen: not answered while its event is held. */
+    const answeredAfterEvent = (path: string, init: RequestInit) =>
+      answeredAfterThaw(proxy, `${init.method} ${path}`, () =>
+        fetch(url + path, {
+          ...init,
+          headers: { 'Content-Type': 'application/json', ...bearer(token) },
+          signal: AbortSignal.timeout(10000),
+        }),
+      );
     try {
       await held.platform.events.ping();
       const created = await answeredAfterEvent('/api/messages', {

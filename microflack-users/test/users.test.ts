@@ -7,6 +7,7 @@ import request from 'supertest';
 import type { Express } from 'express';
 import { createEvents, type Knex } from '@microflack/common';
 import {
+  answeredAfterThaw,
   basic,
   bearer,
   makeToken,
@@ -473,27 +474,27 @@ describe('users events are in Redis before the change is answered', () => {
     try {
       await events.ping();
       const nickname = nick('held');
-      proxy.freeze();
-      let answered = false;
-      const res = fetch(`${url}/api/users`, {
-        method: 'POST',
-        headers: { 'Content-Type': 'application/json' },
-        body: JSON.stringify({ nickname, password: 'pw-held-1' }),
-        signal: AbortSignal.timeout(10000),
-      }).then((r) => {
-        answered = true;
-        return r;
-      });
-      // bcrypt first (cost 10, tens of ms), then the event, held here.
-      await waitFor(
-        'the account stored',
-        async () => (await db('users').where({ nickname })).length === 1,
-        5000,
+      const res = await answeredAfterThaw(
+        proxy,
+        'POST /api/users',
+        () =>
+          fetch(`${url}/api/users`, {
+            method: 'POST',
+            headers: { 'Content-Type': 'application/json' },
+            body: JSON.stringify({ nickname, password: 'pw-held-1' }),
+            signal: AbortSignal.timeout(10000),
+          }),
+        {
+          // bcrypt first (cost 10, tens of ms), then the event, held here.
+          ready: () =>
+            waitFor(
+              'the account stored',
+              async () => (await db('users').where({ nickname })).length === 1,
+              5000,
+            ),
+        },
       );
-      await new Promise((r) => setTimeout(r, 300));
-      assert.equal(answered, false, 'POST /api/users answered while its event was held');
-      proxy.thaw();
-      assert.equal((await res).status, 201);
+      assert.equal(res.status, 201);
       await waitFor('User event', () => sub.forUser(nickname).length === 1, 3000);
     } finally {
       proxy.thaw();

@@ -1,8 +1,8 @@
-// A load run starts on a quiet machine. A full mfbench leaves work behind it (MariaDB purging and
-// flushing the rows of the write runs, say): the fan-out to 10,000 that followed the HTTP runs took
-// 368 ms of a gateway's CPU a post and failed, where the same fan-out run alone took 205 ms and
-// passed. So before such a run the machine is watched until it is idle, and what kept it busy is
-// said when it does not get there.
+// A load run starts on a quiet machine, so that what the runs before left running (MariaDB purging
+// the rows of the write runs, say) is not counted as its cost, and a run that is slow says whether
+// the machine was busy. Why: the fan-out to 9,500 that followed the HTTP runs took 368 ms of a
+// gateway's CPU a post where the same fan-out run alone took 205 ms. That is not the whole story:
+// the next full run, quiet before its fan-outs (4-7% busy), still took 556 ms.
 import fs from 'node:fs';
 import os from 'node:os';
 import { cpuMs } from './live.js';
