@@ -69,6 +69,14 @@ if (args.help) {
 
 const smoke = args.smoke;
 const seconds = smoke ? 2 : Number(args.duration);
+/**
+ * An unmeasured run before each measured one, at the same concurrency against the same target
+ * (platform and ceiling alike): a service that has just started, or has not yet served this path,
+ * runs it unoptimised (V8 compiles a function hot only after many calls) on cold caches. At
+ * 03b9a4b the first 15 s of POST /api/messages at concurrency 32 gave 1,409 req/s and the same load
+ * later in the same run 2,695: the first measured the JIT, not the service.
+ */
+const warmupSeconds = smoke ? 1 : Math.min(5, seconds);
 if (!Number.isFinite(seconds) || seconds <= 0) {
   console.error(`mfbench: --duration must be a positive number of seconds\n${USAGE}`);
   process.exit(2);
@@ -251,14 +259,23 @@ async function loadPath(
   run: Run,
   label: string,
   spec: LoadSpec,
-  opts: { minSeconds?: number; ceiling?: boolean; notModified?: boolean; cpu?: boolean } = {},
+  opts: {
+    minSeconds?: number;
+    ceiling?: boolean;
+    notModified?: boolean;
+    cpu?: boolean;
+    /** false: no unmeasured run first (sign-in: its queue would outlast the warm-up). */
+    warmup?: boolean;
+  } = {},
 ): Promise<void> {
   const { platform, api, rows } = run;
   const duration = Math.max(seconds, opts.minSeconds ?? 0);
   let trivial: Awaited<ReturnType<typeof startTrivialServer>> | undefined;
   let bytes = 0;
+  const warm = opts.warmup ?? true;
   for (const c of concurrencies) {
     await waitSettled(api);
+    if (warm) await warmUp({ ...spec, connections: c }, `${label} at concurrency ${c}`);
     step(`${label} at concurrency ${c} for ${duration} s`);
     const measure = (load: () => Promise<LoadResult>) =>
       opts.cpu ? withCpu(platform, load) : load();
@@ -273,20 +290,25 @@ async function loadPath(
       });
     }
     const what = opts.notModified ? '304' : `${bytes}-byte`;
+    const ceilingSpec = {
+      url: platform.lb + (trivial as TrivialServer).path,
+      connections: c,
+      okStatus: opts.notModified ? 304 : undefined,
+    };
+    if (warm) await warmUp(ceilingSpec, `the ceiling for ${label} at concurrency ${c}`);
     step(`ceiling for ${label}: ${what} trivial server at concurrency ${c}`);
-    const ceiling = await measure(() =>
-      runLoad({
-        url: platform.lb + (trivial as TrivialServer).path,
-        connections: c,
-        durationSeconds: duration,
-        okStatus: opts.notModified ? 304 : undefined,
-      }),
-    );
+    const ceiling = await measure(() => runLoad({ ...ceilingSpec, durationSeconds: duration }));
     row.ceilingRps = ceiling.rps;
     row.ratio = Math.round((row.rps / ceiling.rps) * 1000) / 1000;
     rows.push({ path: `ceiling ${what} (${label})`, concurrency: c, ...ceiling });
   }
   await trivial?.stop();
+}
+
+/** The same load for `warmupSeconds`, not measured (see `warmupSeconds`). */
+async function warmUp(spec: LoadSpec & { connections: number }, what: string): Promise<void> {
+  step(`warming up: ${what} for ${warmupSeconds} s, not measured`);
+  await runLoad({ ...spec, durationSeconds: warmupSeconds });
 }
 
 /** The read and write paths of messages and users, each against its trivial-server ceiling. */
@@ -376,7 +398,7 @@ async function measureSignIn(run: Run): Promise<void> {
         return { Authorization: `Basic ${basic}` };
       },
     },
-    { minSeconds: 8 },
+    { minSeconds: 8, warmup: false },
   );
   for (const row of run.rows.filter((x) => x.path === 'POST /api/tokens')) {
     row.ceilingRps = bcrypt.hashesPerSecond;
@@ -708,9 +730,12 @@ async function measureScaleOut(run: Run): Promise<void> {
     durationSeconds: seconds,
   };
   await waitSettled(api);
+  await warmUp(post, 'POST /api/messages on 1 instance');
   const one = await runLoad(post);
   await platform.mf('mfrun', 'messages', '--count', '1');
   await waitSettled(api);
+  // The new instance has never served a request: warmed up as the first was.
+  await warmUp(post, 'POST /api/messages on 2 instances');
   const two = await runLoad(post);
   run.results.scaleOut = {
     oneInstance: one,
@@ -831,7 +856,7 @@ function report(results: Record<string, unknown>): void {
   const m = results.machine as ReturnType<typeof machine>;
   const text = [
     `Machine: ${m.cpu}, ${m.cores} cores, ${m.memoryGb} GiB, ${m.os}, Node ${m.node}; ${results.date}`,
-    `Load runs: ${seconds} s each through HAProxy.${bcrypt ? ` bcrypt ceiling: ${bcrypt.hashesPerSecond} hashes/s at cost ${bcrypt.cost} on ${bcrypt.cores} cores.` : ''}`,
+    `Load runs: ${seconds} s each through HAProxy, each after ${warmupSeconds} s of the same load not measured (platform and ceiling alike; not the sign-in, whose bcrypt queue would outlast it).${bcrypt ? ` bcrypt ceiling: ${bcrypt.hashesPerSecond} hashes/s at cost ${bcrypt.cost} on ${bcrypt.cores} cores.` : ''}`,
     ...(only ? [`Only: ${only.join(', ')}.`] : []),
     '',
     ...(rows.length > 0 ? [...lines, ''] : []),
