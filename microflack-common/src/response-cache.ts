@@ -30,8 +30,14 @@ export const HEARTBEAT_MS = 250;
 export const HEARTBEAT_LOST_MS = 1000;
 /** Default longest life of a kept answer. */
 export const DEFAULT_ANSWER_MAX_AGE_MS = 500;
-/** The longest a request waits for the same answer being built by another, before building it. */
-const BUILD_WAIT_MS = 1000;
+/**
+ * The longest a request waits for the same answer being built by another, before building it. Past
+ * a second on purpose: a build that takes long (a search matching most of 140,000 messages took
+ * MariaDB about 0.5 s alone) must not set every waiting connection building its own at once; at
+ * 1 s, under 32 connections, they did, exhausted the database pool and got 503s. The builder's own
+ * work is bounded by the database's timeouts (a connection within 3 s).
+ */
+const BUILD_WAIT_MS = 5000;
 /** Default bound on the bytes of kept answers per instance. */
 export const DEFAULT_ANSWER_CACHE_BYTES = 32 * 1024 * 1024;
 

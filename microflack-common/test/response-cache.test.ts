@@ -28,6 +28,8 @@ interface Instance {
   answers: ResponseCache;
   /** How many answers the route itself built (the rest came from memory). */
   built: number;
+  /** The same for /slow, an answer that takes 1.5 s to build. */
+  slowBuilt: number;
   server: Server;
 }
 
@@ -35,7 +37,22 @@ async function instance(db: Knex, redis: string | undefined, maxAgeMs = 500): Pr
   const answers = createResponseCache({ service: `test-${process.pid}`, redis, maxAgeMs });
   answers.watch(db);
   const app = express();
-  const it: Instance = { url: '', answers, built: 0, server: undefined as unknown as Server };
+  const it: Instance = {
+    url: '',
+    answers,
+    built: 0,
+    slowBuilt: 0,
+    server: undefined as unknown as Server,
+  };
+  app.get(
+    '/slow',
+    answers.keep(() => 'everyone'),
+    async (_req, res) => {
+      it.slowBuilt++;
+      await sleep(1500);
+      res.json({ things: await db('things').select('id', 'name').orderBy('id') });
+    },
+  );
   app.get(
     '/things',
     answers.keep(() => 'everyone'),
@@ -151,6 +168,29 @@ describe('answers from memory', () => {
       assert.equal(a.built, before + 1, 'built more than once');
       assert.equal(new Set(bodies).size, 1);
       assert.match(bodies[0] as string, new RegExp(`together${round}`));
+      return;
+    }
+    assert.fail('5 rounds in a row had what was kept dropped while they ran');
+  });
+
+  it('has requests wait for an answer being built even when it takes over a second', async () => {
+    // A slow build (a broad search) must not set every waiting request building its own: under
+    // load, that many slow queries at once exhaust the database's pool. Up to 5 rounds, as above.
+    for (let round = 0; round < 5; round++) {
+      await fetch(`${a.url}/things/slow${round}`, { method: 'POST' });
+      for (let seen = -1; seen !== a.answers.generation;) {
+        seen = a.answers.generation;
+        await sleep(150);
+      }
+      await waitFor('serving', () => a.answers.serving, 5000);
+      const [generation, before] = [a.answers.generation, a.slowBuilt];
+      const bodies = await Promise.all(
+        Array.from({ length: 10 }, async () => (await fetch(`${a.url}/slow`)).text()),
+      );
+      if (a.answers.generation !== generation || !a.answers.serving) continue;
+      assert.equal(a.slowBuilt, before + 1, 'built more than once');
+      assert.equal(new Set(bodies).size, 1);
+      assert.match(bodies[0] as string, new RegExp(`slow${round}`));
       return;
     }
     assert.fail('5 rounds in a row had what was kept dropped while they ran');
