@@ -260,21 +260,59 @@ export function createResponseCache(opts: ResponseCacheOptions): ResponseCache {
 
   // Answers being built, by key: requests for the same answer meanwhile wait for it rather than
   // all building it at once (when a kept answer ages out under load, every connection misses).
-  const building = new Map<string, { generation: number; done: Promise<void> }>();
+  interface Build {
+    generation: number;
+    done: Promise<void>;
+    /** Releases the waiters (once the answer is sent, and kept if it could be). */
+    settle(): void;
+  }
+  const building = new Map<string, Build>();
 
-  /** The answer being built under `key` in this generation, once it is done (bounded wait). */
-  async function built(key: string): Promise<Entry | undefined> {
-    const pending = building.get(key);
-    if (!pending || pending.generation !== generation) return undefined;
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([
-      pending.done,
-      new Promise<void>((resolve) => {
-        timer = setTimeout(resolve, BUILD_WAIT_MS);
-      }),
-    ]);
-    clearTimeout(timer);
-    return get(key);
+  /** This request as the one building `key` in this generation, if none is and answers are kept. */
+  function startBuild(key: string): Build | undefined {
+    if (building.get(key)?.generation === generation || !healthy()) return undefined;
+    let finish = () => {};
+    const build: Build = {
+      generation,
+      done: new Promise<void>((resolve) => (finish = resolve)),
+      settle: () => {
+        if (building.get(key) === build) building.delete(key);
+        finish();
+      },
+    };
+    building.set(key, build);
+    return build;
+  }
+
+  /**
+   * The answer kept under `key`, waiting while another request builds it in this generation, for
+   * at most BUILD_WAIT_MS in all; else this request is to build it (`ticket`: the generation it
+   * builds in), and is the one others wait for when it can be kept. A build that ends without
+   * keeping its answer (a write came while it ran) hands over: the first waiter to resume becomes
+   * the builder at once (before the others resume) and the others wait for it, so a slow answer is
+   * never built by every waiting request at once.
+   */
+  async function keptOrBuilt(
+    key: string,
+  ): Promise<{ hit: Entry } | { hit?: undefined; ticket: number; build?: Build }> {
+    const deadline = Date.now() + BUILD_WAIT_MS;
+    for (;;) {
+      const hit = get(key);
+      if (hit) return { hit };
+      const pending = building.get(key);
+      const left = deadline - Date.now();
+      if (!pending || pending.generation !== generation || left <= 0) {
+        return { ticket: generation, build: startBuild(key) };
+      }
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        pending.done,
+        new Promise<void>((resolve) => {
+          timer = setTimeout(resolve, left);
+        }),
+      ]);
+      clearTimeout(timer);
+    }
   }
 
   const keep =
@@ -283,30 +321,30 @@ export function createResponseCache(opts: ResponseCacheOptions): ResponseCache {
       res.set('Cache-Control', 'private, no-cache');
       if (req.method !== 'GET') return next();
       const key = `${req.originalUrl}\u0000${scope(req)}`;
-      const hit = get(key) ?? (await built(key));
-      if (hit) {
+      const found = await keptOrBuilt(key);
+      if (found.hit) {
         answers.inc({ source: 'memory' });
-        send(req, res, hit, (b) => res.send(b));
+        send(req, res, found.hit, (b) => res.send(b));
         return;
       }
       answers.inc({ source: 'built' });
-      const ticket = generation;
-      // Done when its answer is sent (kept or not), or when the request ends without one.
-      let settle = () => {};
-      if (building.get(key)?.generation !== ticket && healthy()) {
-        let finish = () => {};
-        const done = new Promise<void>((resolve) => (finish = resolve));
-        const mine = { generation: ticket, done };
-        building.set(key, mine);
-        settle = () => {
-          if (building.get(key) === mine) building.delete(key);
-          finish();
-        };
-        res.once('close', settle);
+      const { ticket, build } = found;
+      // Done when its answer is sent (kept or not). A client that leaves does not stop the route:
+      // it still builds and sends (into the closed socket), and what it keeps is there for the
+      // waiters, who were released at once before and all built the answer again (a broad search,
+      // 1 s each, exhausted the database pool every time a load generator stopped). A route that
+      // never sends releases them BUILD_WAIT_MS after its client left.
+      const settle = build?.settle ?? (() => {});
+      let sent = false;
+      if (build) {
+        res.once('close', () => {
+          if (!sent) setTimeout(settle, BUILD_WAIT_MS).unref();
+        });
       }
       const original = res.send.bind(res);
       res.send = (body?: unknown) => {
         res.send = original;
+        sent = true;
         // Waiters resume once this has run: whatever it keeps is kept by then.
         setImmediate(settle);
         const bytes =

@@ -106,6 +106,19 @@ describe('answers from memory', () => {
     b = await instance(db, redis.hostPort);
     await waitFor('both serving', () => a.answers.serving && b.answers.serving, 5000);
   });
+  /**
+   * Writes `name` through a, then waits until a's generation stops moving (b watches the same
+   * database: its "changed" about this write comes back through Redis) and a answers from memory.
+   */
+  async function afterQuietWrite(name: string): Promise<void> {
+    await fetch(`${a.url}/things/${name}`, { method: 'POST' });
+    for (let seen = -1; seen !== a.answers.generation;) {
+      seen = a.answers.generation;
+      await sleep(150);
+    }
+    await waitFor('serving', () => a.answers.serving, 5000);
+  }
+
   /** Another connection to the database's file. */
   const sameFile = () =>
     knex({
@@ -149,51 +162,84 @@ describe('answers from memory', () => {
     assert.match(await names(a), /ada/);
   });
 
-  it('builds an answer once for requests that ask for it together', async () => {
-    // A round counts only if nothing dropped what was kept meanwhile (a heartbeat heard late on a
-    // loaded machine does, and then every request rightly builds its own): up to 5 rounds.
+  /**
+   * Writes `<name><round>`, asks with `ask` and checks that the answers were built once and hold
+   * the write. A round counts only if nothing dropped what was kept meanwhile (a heartbeat heard
+   * late on a loaded machine does, and then every request rightly builds its own): up to 5 rounds.
+   */
+  async function assertBuiltOnce(
+    name: string,
+    builds: () => number,
+    ask: () => Promise<string[]>,
+    message: string,
+  ): Promise<void> {
     for (let round = 0; round < 5; round++) {
-      await fetch(`${a.url}/things/together${round}`, { method: 'POST' });
-      // b watches the same database: its "changed" about this write comes back through Redis.
-      for (let seen = -1; seen !== a.answers.generation;) {
-        seen = a.answers.generation;
-        await sleep(150);
-      }
-      await waitFor('serving', () => a.answers.serving, 5000);
-      const [generation, before] = [a.answers.generation, a.built];
-      const bodies = await Promise.all(
-        Array.from({ length: 10 }, async () => (await fetch(`${a.url}/things`)).text()),
-      );
+      await afterQuietWrite(`${name}${round}`);
+      const [generation, before] = [a.answers.generation, builds()];
+      const bodies = await ask();
       if (a.answers.generation !== generation || !a.answers.serving) continue;
-      assert.equal(a.built, before + 1, 'built more than once');
+      assert.equal(builds(), before + 1, message);
       assert.equal(new Set(bodies).size, 1);
-      assert.match(bodies[0] as string, new RegExp(`together${round}`));
+      assert.match(bodies[0] as string, new RegExp(`${name}${round}`));
       return;
     }
     assert.fail('5 rounds in a row had what was kept dropped while they ran');
+  }
+  const askTogether = (path: string, n: number) =>
+    Promise.all(Array.from({ length: n }, async () => (await fetch(`${a.url}${path}`)).text()));
+
+  it('builds an answer once for requests that ask for it together', async () => {
+    await assertBuiltOnce(
+      'together',
+      () => a.built,
+      () => askTogether('/things', 10),
+      'built twice',
+    );
   });
 
   it('has requests wait for an answer being built even when it takes over a second', async () => {
     // A slow build (a broad search) must not set every waiting request building its own: under
-    // load, that many slow queries at once exhaust the database's pool. Up to 5 rounds, as above.
-    for (let round = 0; round < 5; round++) {
-      await fetch(`${a.url}/things/slow${round}`, { method: 'POST' });
-      for (let seen = -1; seen !== a.answers.generation;) {
-        seen = a.answers.generation;
-        await sleep(150);
-      }
-      await waitFor('serving', () => a.answers.serving, 5000);
-      const [generation, before] = [a.answers.generation, a.slowBuilt];
-      const bodies = await Promise.all(
-        Array.from({ length: 10 }, async () => (await fetch(`${a.url}/slow`)).text()),
+    // load, that many slow queries at once exhaust the database's pool.
+    await assertBuiltOnce(
+      'slow',
+      () => a.slowBuilt,
+      () => askTogether('/slow', 10),
+      'built twice',
+    );
+  });
+
+  it('a build whose client left still answers the requests waiting for it', async () => {
+    // A load generator that stops closes the builder's connection with the others': the waiters
+    // must not all build the (slow) answer again.
+    const ask = async () => {
+      const leaving = fetch(`${a.url}/slow`, { signal: AbortSignal.timeout(300) }).then(
+        () => 'answered',
+        () => 'left',
       );
-      if (a.answers.generation !== generation || !a.answers.serving) continue;
-      assert.equal(a.slowBuilt, before + 1, 'built more than once');
-      assert.equal(new Set(bodies).size, 1);
-      assert.match(bodies[0] as string, new RegExp(`slow${round}`));
+      await sleep(100);
+      const bodies = await askTogether('/slow', 9);
+      assert.equal(await leaving, 'left');
+      return bodies;
+    };
+    await assertBuiltOnce('left', () => a.slowBuilt, ask, 'built again after its client left');
+  });
+
+  it('a write while a slow answer is built hands over to one new builder, not to every waiter', async () => {
+    for (let round = 0; round < 5; round++) {
+      await afterQuietWrite(`before${round}`);
+      const before = a.slowBuilt;
+      const asked = Array.from({ length: 10 }, async () => (await fetch(`${a.url}/slow`)).text());
+      // The first build reads after its 1.5 s: the write is in its answer, but came after its
+      // ticket, so it is not kept; the next build's answer is.
+      await sleep(500);
+      await fetch(`${a.url}/things/midbuild${round}`, { method: 'POST' });
+      const bodies = await Promise.all(asked);
+      if (!a.answers.serving) continue;
+      for (const body of bodies) assert.match(body, new RegExp(`midbuild${round}`));
+      assert.equal(a.slowBuilt, before + 2, 'the waiters built it again each');
       return;
     }
-    assert.fail('5 rounds in a row had what was kept dropped while they ran');
+    assert.fail('5 rounds in a row had the channel lost while they ran');
   });
 
   it('shows a write on one instance on the other within 1 s (Redis up), and the ETag changes', async () => {
