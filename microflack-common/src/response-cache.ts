@@ -21,6 +21,7 @@ import { LRUCache } from 'lru-cache';
 import type { Redis } from 'ioredis';
 import { createRedis } from './events.js';
 import { logger } from './log.js';
+import { withTimeout } from './retry.js';
 import { counter, routeOf } from './metrics.js';
 import { z } from 'zod';
 
@@ -32,10 +33,9 @@ export const HEARTBEAT_LOST_MS = 1000;
 export const DEFAULT_ANSWER_MAX_AGE_MS = 500;
 /**
  * The longest a request waits for the same answer being built by another, before building it. Past
- * a second on purpose: a build that takes long (a search matching most of 140,000 messages took
- * MariaDB about 0.5 s alone) must not set every waiting connection building its own at once; at
- * 1 s, under 32 connections, they did, exhausted the database pool and got 503s. The builder's own
- * work is bounded by the database's timeouts (a connection within 3 s).
+ * a second on purpose: a build can take that long (a search matching most of 270,000 messages took
+ * MariaDB about 1 s alone), and every waiter building its own at once exhausts the database pool.
+ * The builder's own work is bounded by the database's timeouts (a connection within 3 s).
  */
 const BUILD_WAIT_MS = 5000;
 /** Default bound on the bytes of kept answers per instance. */
@@ -304,14 +304,8 @@ export function createResponseCache(opts: ResponseCacheOptions): ResponseCache {
       if (!pending || pending.generation !== generation || left <= 0) {
         return { ticket: generation, build: startBuild(key) };
       }
-      let timer: NodeJS.Timeout | undefined;
-      await Promise.race([
-        pending.done,
-        new Promise<void>((resolve) => {
-          timer = setTimeout(resolve, left);
-        }),
-      ]);
-      clearTimeout(timer);
+      // Out of time is no error: the loop sees the deadline passed and builds.
+      await withTimeout(pending.done, left).catch(() => undefined);
     }
   }
 
@@ -332,19 +326,19 @@ export function createResponseCache(opts: ResponseCacheOptions): ResponseCache {
       // Done when its answer is sent (kept or not). A client that leaves does not stop the route:
       // it still builds and sends (into the closed socket), and what it keeps is there for the
       // waiters, who were released at once before and all built the answer again (a broad search,
-      // 1 s each, exhausted the database pool every time a load generator stopped). A route that
-      // never sends releases them BUILD_WAIT_MS after its client left.
+      // 1 s each, exhausted the database pool every time a load generator stopped). A response
+      // that ended without res.send releases them when it closes; a route that never ends one,
+      // BUILD_WAIT_MS after its client left.
       const settle = build?.settle ?? (() => {});
-      let sent = false;
       if (build) {
         res.once('close', () => {
-          if (!sent) setTimeout(settle, BUILD_WAIT_MS).unref();
+          if (res.writableEnded) settle();
+          else setTimeout(settle, BUILD_WAIT_MS).unref();
         });
       }
       const original = res.send.bind(res);
       res.send = (body?: unknown) => {
         res.send = original;
-        sent = true;
         // Waiters resume once this has run: whatever it keeps is kept by then.
         setImmediate(settle);
         const bytes =

@@ -69,6 +69,10 @@ if (args.help) {
 
 const smoke = args.smoke;
 const seconds = smoke ? 2 : Number(args.duration);
+if (!Number.isFinite(seconds) || seconds <= 0) {
+  console.error(`mfbench: --duration must be a positive number of seconds\n${USAGE}`);
+  process.exit(2);
+}
 /**
  * An unmeasured run before each measured one, at the same concurrency against the same target
  * (platform and ceiling alike): a service that has just started, or has not yet served this path,
@@ -77,10 +81,6 @@ const seconds = smoke ? 2 : Number(args.duration);
  * later in the same run 2,695: the first measured the JIT, not the service.
  */
 const warmupSeconds = smoke ? 1 : Math.min(5, seconds);
-if (!Number.isFinite(seconds) || seconds <= 0) {
-  console.error(`mfbench: --duration must be a positive number of seconds\n${USAGE}`);
-  process.exit(2);
-}
 const only = args.only?.split(',').map((x) => x.trim());
 const unknownStep = only?.find((x) => !(STEPS as readonly string[]).includes(x));
 if (unknownStep !== undefined || (only && args['write-md'])) {
